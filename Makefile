@@ -1,0 +1,46 @@
+# One command each (set-up included): `make book` builds the HTML book, `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv/bin
+# Progress bars are for people; executed notebooks and nbval runs store none.
+export TQDM_DISABLE := 1
+export PYTHONHASHSEED := 0
+JOBS ?= 2
+
+.PHONY: setup book test unit nbval build-strict notebooks student grade clean
+
+setup:
+	bash scripts/setup.sh
+
+book: setup
+	$(VENV)/jupyter-book build . --builder html
+	@echo "Book: _build/html/index.html"
+
+test: setup unit nbval build-strict
+
+unit:
+	$(VENV)/python -m pytest tests -n $(JOBS) -q
+
+# Re-executes every committed notebook and compares it with its stored outputs.
+nbval:
+	$(VENV)/python -m pytest --nbval --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 600 \
+	  -p no:randomly -n $(JOBS) --dist loadscope -q chapters solutions --ignore-glob='chapters/*/exercises.ipynb'
+
+# The book build with warnings as errors: broken references, citations or figures fail.
+build-strict:
+	rm -rf _build/html
+	$(VENV)/jupyter-book build . --builder html -W -n --keep-going
+
+# Re-execute notebooks in place (after changing code), then regenerate student versions.
+notebooks: setup
+	$(VENV)/python scripts/execute_notebooks.py $(NB)
+	$(VENV)/python -m iai_core.assign student solutions chapters
+
+student: setup
+	$(VENV)/python -m iai_core.assign student solutions chapters
+
+# make grade SUBMISSIONS=folder OUT=grades.csv
+grade: setup
+	$(VENV)/python -m iai_core.assign grade $(SUBMISSIONS) --out $(OUT)
+
+clean:
+	rm -rf _build

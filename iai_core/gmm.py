@@ -1,0 +1,225 @@
+"""Chapter 1: Gaussian mixtures and the EM algorithm.
+
+The model: z ~ Categorical(pi), x | z=k ~ N(mu_k, Sigma_k). Its posterior p(z | x) (the
+*responsibilities*) is exact, so EM alternates an exact E-step and a closed-form M-step.
+Everything is vectorized over points and components and works in log space.
+
+Shapes: x (N, D); weights (K,); means (K, D); covariances (K, D, D) for ``'full'``,
+(K, D) for ``'diag'`` (the diagonal variances).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ._progress import progress
+from ._validate import check_generator, check_positive, check_tensor
+
+__all__ = ["GaussianMixture", "EMResult", "component_log_prob", "responsibilities", "log_likelihood",
+           "e_step", "m_step", "init_gmm", "fit_gmm", "fit_gmm_gradient"]
+
+COVARIANCE_TYPES = ("full", "diag")
+
+
+@dataclass
+class GaussianMixture:
+    """Parameters theta = (pi, mu, Sigma) of a K-component mixture in D dimensions."""
+    weights: torch.Tensor
+    means: torch.Tensor
+    covariances: torch.Tensor
+    covariance_type: str = "full"
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[0]
+
+    def full_covariances(self) -> torch.Tensor:
+        """(K, D, D) covariance matrices, whatever the storage."""
+        if self.covariance_type == "diag":
+            return torch.diag_embed(self.covariances)
+        return self.covariances
+
+    def to(self, device=None, dtype=None) -> "GaussianMixture":
+        f = lambda t: t.to(device=device, dtype=dtype)  # noqa: E731
+        return GaussianMixture(f(self.weights), f(self.means), f(self.covariances), self.covariance_type)
+
+
+@dataclass
+class EMResult:
+    """What ``fit_gmm`` returns: the fitted mixture and the path it took.
+
+    ``log_likelihood``: (n_iter + 1,) mean log p(x) per point, in nats, before the first
+    iteration and after each; ``history``: the parameters after each iteration when
+    ``keep_history=True`` (for figures), else empty.
+    """
+    gmm: GaussianMixture
+    log_likelihood: torch.Tensor
+    n_iter: int
+    converged: bool
+    history: list = field(default_factory=list)
+
+
+def _check_x(x: torch.Tensor) -> torch.Tensor:
+    return check_tensor("x", x, ndim=2)
+
+
+def _check_covariance_type(covariance_type: str) -> str:
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    return covariance_type
+
+
+def component_log_prob(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
+    """log pi_k + log N(x_n; mu_k, Sigma_k) for every point and component: (N, K)."""
+    _check_x(x)
+    if x.shape[1] != gmm.means.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} features but the mixture has {gmm.means.shape[1]} (means: {tuple(gmm.means.shape)})")
+    d = x.shape[1]
+    if gmm.covariance_type == "diag":
+        var = gmm.covariances                                             # (K, D)
+        diff2 = (x.pow(2) @ (1 / var).T - 2 * x @ (gmm.means / var).T
+                 + (gmm.means.pow(2) / var).sum(1))                       # (N, K) Mahalanobis
+        log_det = var.log().sum(1)
+    else:
+        chol = torch.linalg.cholesky(gmm.covariances)                    # (K, D, D)
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        prec_chol = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)  # L^{-1}
+        y = torch.einsum("nd,ked->nke", x, prec_chol) - torch.einsum("kd,ked->ke", gmm.means, prec_chol)
+        diff2 = y.pow(2).sum(-1)
+        log_det = 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+    log_norm = -0.5 * (d * math.log(2 * math.pi) + log_det + diff2)
+    return gmm.weights.log() + log_norm
+
+
+def responsibilities(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
+    """The exact posterior p(z = k | x_n): (N, K), rows sum to one."""
+    return torch.softmax(component_log_prob(x, gmm), dim=1)
+
+
+def log_likelihood(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
+    """Mean over points of log p(x_n) = logsumexp_k [log pi_k + log N(x_n; mu_k, Sigma_k)], in nats."""
+    return torch.logsumexp(component_log_prob(x, gmm), dim=1).mean()
+
+
+def e_step(x: torch.Tensor, gmm: GaussianMixture) -> tuple[torch.Tensor, torch.Tensor]:
+    """E-step: responsibilities (N, K) and the mean log-likelihood of the current parameters."""
+    log_joint = component_log_prob(x, gmm)
+    log_px = torch.logsumexp(log_joint, dim=1, keepdim=True)
+    return (log_joint - log_px).exp(), log_px.mean()
+
+
+def m_step(x: torch.Tensor, resp: torch.Tensor, covariance_type: str = "full", reg: float = 1e-6) -> GaussianMixture:
+    """M-step: the weighted maximum-likelihood parameters given responsibilities (N, K).
+
+    ``reg`` is added to every variance (the diagonal of every covariance), as scikit-learn's
+    ``reg_covar`` does, so a component that collapses onto one point stays non-singular.
+    """
+    _check_covariance_type(covariance_type)
+    check_positive("reg", reg)
+    n_k = resp.sum(0) + 10 * torch.finfo(resp.dtype).eps                  # (K,)
+    weights = n_k / n_k.sum()
+    means = (resp.T @ x) / n_k[:, None]                                   # (K, D)
+    if covariance_type == "diag":
+        var = (resp.T @ x.pow(2)) / n_k[:, None] - means.pow(2)
+        covs = var.clamp_min(0) + reg
+    else:
+        diff = x[None, :, :] - means[:, None, :]                          # (K, N, D)
+        covs = (resp.T[:, :, None] * diff).transpose(1, 2) @ diff / n_k[:, None, None]
+        covs = covs + reg * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    return GaussianMixture(weights, means, covs, covariance_type)
+
+
+def init_gmm(x: torch.Tensor, n_components: int, covariance_type: str = "full", reg: float = 1e-6,
+             generator: torch.Generator | None = None) -> GaussianMixture:
+    """A seeded start: k-means++ seeding of the means, then one M-step on the hard assignment."""
+    _check_x(x)
+    check_positive("n_components", n_components, integer=True)
+    n = x.shape[0]
+    if n_components > n:
+        raise ValueError(f"n_components must be at most the number of points in x ({n}), got {n_components}")
+    check_generator("generator", generator, x.device)
+    centers = x[torch.randint(n, (1,), generator=generator, device=x.device)]
+    for _ in range(n_components - 1):
+        d2 = torch.cdist(x, centers).pow(2).min(1).values
+        probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
+        centers = torch.cat([centers, x[torch.multinomial(probs, 1, generator=generator)]])
+    assign = torch.cdist(x, centers).argmin(1)
+    resp = torch.nn.functional.one_hot(assign, n_components).to(x.dtype)
+    return m_step(x, resp, covariance_type, reg)
+
+
+def fit_gmm(x: torch.Tensor, n_components: int, *, covariance_type: str = "full", n_iter: int = 100,
+            tol: float = 1e-6, reg: float = 1e-6, init: GaussianMixture | None = None,
+            generator: torch.Generator | None = None, keep_history: bool = False,
+            show_progress: bool = False) -> EMResult:
+    """EM for a Gaussian mixture on ``x`` (N, D), on x's device and dtype.
+
+    Stops after ``n_iter`` iterations or when the mean log-likelihood rises by less than ``tol``
+    nats per point. ``init`` overrides the seeded k-means++ start made with ``generator``.
+    """
+    _check_x(x)
+    _check_covariance_type(covariance_type)
+    check_positive("n_iter", n_iter, integer=True)
+    check_positive("tol", tol, allow_zero=True)
+    check_positive("reg", reg)
+    check_positive("n_components", n_components, integer=True)
+    if n_components > x.shape[0]:
+        raise ValueError(f"n_components must be at most the number of points in x ({x.shape[0]}), got {n_components}")
+    gmm = init.to(x.device, x.dtype) if init is not None else init_gmm(x, n_components, covariance_type, reg, generator)
+    if init is not None and (gmm.n_components != n_components or gmm.covariance_type != covariance_type):
+        raise ValueError(f"init has {gmm.n_components} {gmm.covariance_type!r} components, "
+                         f"expected {n_components} {covariance_type!r}")
+    lls, history, converged, it = [], [], False, 0
+    for it in progress(range(1, n_iter + 1), enabled=show_progress, desc="EM"):
+        resp, ll = e_step(x, gmm)
+        lls.append(ll)
+        gmm = m_step(x, resp, covariance_type, reg)
+        if keep_history:
+            history.append(gmm)
+        if len(lls) > 1 and abs(float(lls[-1] - lls[-2])) < tol:
+            converged = True
+            break
+    lls.append(log_likelihood(x, gmm))
+    return EMResult(gmm, torch.stack(lls), it, converged, history)
+
+
+def _unconstrained(gmm: GaussianMixture):
+    """Free parameters for gradient ascent: logits, means and the Cholesky factor with log-diagonal."""
+    chol = torch.linalg.cholesky(gmm.full_covariances())
+    log_diag = torch.diagonal(chol, dim1=-2, dim2=-1).log()
+    return [gmm.weights.log().clone(), gmm.means.clone(), log_diag.clone(), torch.tril(chol, -1).clone()]
+
+
+def _constrained(params, covariance_type: str) -> GaussianMixture:
+    logits, means, log_diag, lower = params
+    if covariance_type == "diag":
+        return GaussianMixture(torch.softmax(logits, 0), means, (2 * log_diag).exp(), "diag")
+    chol = torch.tril(lower, -1) + torch.diag_embed(log_diag.exp())
+    return GaussianMixture(torch.softmax(logits, 0), means, chol @ chol.transpose(-1, -2), "full")
+
+
+def fit_gmm_gradient(x: torch.Tensor, init: GaussianMixture, *, lr: float = 0.05, n_iter: int = 1000,
+                     show_progress: bool = False) -> EMResult:
+    """Plain gradient ascent on the mean log-likelihood, from the same start as EM, for comparison.
+
+    The parameters are unconstrained (softmax logits, Cholesky factor with log-diagonal); each
+    step is theta <- theta + lr * grad log p(x). Returns the same ``EMResult`` as ``fit_gmm``.
+    """
+    _check_x(x)
+    check_positive("lr", lr)
+    check_positive("n_iter", n_iter, integer=True)
+    params = [p.detach().requires_grad_(True) for p in _unconstrained(init.to(x.device, x.dtype))]
+    lls = []
+    for _ in progress(range(n_iter), enabled=show_progress, desc="gradient ascent"):
+        ll = log_likelihood(x, _constrained(params, init.covariance_type))
+        grads = torch.autograd.grad(ll, params)
+        lls.append(ll.detach())
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.add_(lr * g)
+    with torch.no_grad():
+        final = _constrained(params, init.covariance_type)
+        lls.append(log_likelihood(x, final))
+    return EMResult(final, torch.stack(lls), n_iter, False, [])
