@@ -4,6 +4,11 @@ VENV := .venv/bin
 # Progress bars are for people; executed notebooks and nbval runs store none.
 export TQDM_DISABLE := 1
 export PYTHONHASHSEED := 0
+# One BLAS/OpenMP thread per process: tests and notebooks run two at a time on two cores, and
+# oversubscribed thread pools make small linear algebra (e.g. scikit-learn's EM) 20x slower.
+export OMP_NUM_THREADS := 1
+export OPENBLAS_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
 JOBS ?= 2
 
 .PHONY: setup book test unit nbval build-strict notebooks student grade clean

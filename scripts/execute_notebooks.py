@@ -3,7 +3,7 @@
     python scripts/execute_notebooks.py                 # every notebook in chapters/ and solutions/
     python scripts/execute_notebooks.py path/to/a.ipynb # just these
 
-Each runs in its own folder with TQDM_DISABLE=1 (no progress bars in stored outputs). Widget
+Each runs in its own folder with TQDM_DISABLE=1 and one BLAS thread (as under `make`) (no progress bars in stored outputs). Widget
 state and per-cell timing metadata are dropped, so the book loads no widget scripts from a CDN
 and a re-run changes only what really changed. Prints each notebook's wall-clock time.
 """
@@ -29,6 +29,7 @@ def notebooks(args):
 
 def clean(nb):
     nb.metadata.pop("widgets", None)
+    nb.metadata.pop("jupytext", None)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     return nb
@@ -37,6 +38,8 @@ def clean(nb):
 def main(args):
     os.environ["TQDM_DISABLE"] = "1"
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # as under `make`: one thread per process
     for path in notebooks(args):
         nb = nbformat.read(str(path), as_version=4)
         start = time.perf_counter()
