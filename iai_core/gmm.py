@@ -86,8 +86,11 @@ def component_log_prob(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
         chol = torch.linalg.cholesky(gmm.covariances)                    # (K, D, D)
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         prec_chol = torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)  # L^{-1}
-        y = torch.einsum("nd,ked->nke", x, prec_chol) - torch.einsum("kd,ked->ke", gmm.means, prec_chol)
-        diff2 = y.pow(2).sum(-1)
+        # y_nk = L_k^{-1} (x_n - mu_k) for all k at once: one (N, D) x (D, K*D) matrix product
+        k = gmm.means.shape[0]
+        y = (x @ prec_chol.transpose(1, 2).permute(1, 0, 2).reshape(d, k * d)).view(-1, k, d)
+        y = y - (gmm.means[:, None, :] @ prec_chol.transpose(1, 2)).view(1, k, d)
+        diff2 = torch.einsum("nke,nke->nk", y, y)
         log_det = 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
     log_norm = -0.5 * (d * math.log(2 * math.pi) + log_det + diff2)
     return gmm.weights.log() + log_norm
@@ -125,6 +128,8 @@ def m_step(x: torch.Tensor, resp: torch.Tensor, covariance_type: str = "full", r
         var = (resp.T @ x.pow(2)) / n_k[:, None] - means.pow(2)
         covs = var.clamp_min(0) + reg
     else:
+        # Sigma_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k, centred exactly (the shortcut
+        # E[x x^T] - mu mu^T loses precision in float32 when clusters sit far from the origin)
         diff = x[None, :, :] - means[:, None, :]                          # (K, N, D)
         covs = (resp.T[:, :, None] * diff).transpose(1, 2) @ diff / n_k[:, None, None]
         covs = covs + reg * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)

@@ -1,0 +1,36 @@
+"""The package on its own: light imports, re-exports, metadata."""
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import iai_core
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_import_needs_only_torch_and_numpy():
+    code = ("import sys, iai_core, iai_core.checks.ch01; "
+            "heavy = {'sklearn', 'matplotlib', 'scipy', 'nbformat', 'nbclient', 'ipywidgets', 'IPython', 'pandas'}; "
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"importing iai_core pulled in {out}"
+
+
+def test_declared_dependencies_are_torch_and_numpy_lower_bounds():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = meta["project"]["dependencies"]
+    assert {d.split(">=")[0] for d in deps} == {"torch", "numpy"}
+    assert all(">=" in d and "==" not in d for d in deps), "lower bounds only, so Colab's torch is kept"
+    reqs = [ln for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert not any("==" in r for r in reqs)
+
+
+def test_public_names_are_reexported():
+    for name in ["fit_gmm", "elbo", "elbo_grad", "LatentGaussianModel", "load_digits", "log_marginal_is",
+                 "optimize_lambda", "GaussianEncoder", "available_devices", "make_generator"]:
+        assert hasattr(iai_core, name), name
+
+
+def test_embedded_digits_ship_with_the_package():
+    assert (Path(iai_core.__file__).parent / "data" / "digits_binarized.npz").stat().st_size < 20_000
