@@ -13,8 +13,15 @@ JOBS ?= 2
 
 .PHONY: setup book test unit nbval build-strict notebooks student grade clean
 
-setup:
+# Set-up runs again only when its inputs change.
+setup: .venv/.setup-done _static/mathjax/tex-svg-full.js
+
+_static/mathjax/tex-svg-full.js: | .venv/.setup-done
+	$(VENV)/python scripts/fetch_mathjax.py
+
+.venv/.setup-done: requirements.txt pyproject.toml scripts/setup.sh scripts/fetch_mathjax.py
 	bash scripts/setup.sh
+	touch $@
 
 book: setup
 	$(VENV)/jupyter-book build . --builder html
