@@ -1,0 +1,144 @@
+"""Checks for Chapter 3's exercises: the encoder's forward pass, the IWAE bound, an amortization gap.
+
+The student's functions:
+    encoder_forward(layers, x) -> (mu, logvar)     layers: the nn.Linear layers of an MLP with tanh
+                                                   between them; x (batch, D); mu, logvar (batch, d)
+    iwae_bound(log_w) -> (batch,)                  log_w (K, batch): log p(x, z_k) - log q(z_k | x)
+    amortization_gap(model, x, mu, logvar, generator) -> (batch,)
+                                                   ELBO(lambda*) - ELBO(mu, logvar) per example, nats
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import CheckFailed, call, expect, expect_close, expect_tensor, passed
+from ..encoders import GaussianEncoder
+from ..gaussian import kl_normal_standard
+from ..models import LatentGaussianModel
+
+__all__ = ["CheckFailed", "check_encoder_forward", "check_iwae_bound", "check_amortization_gap", "GRADED",
+           "linear_gaussian_case"]
+
+
+def check_encoder_forward(encoder_forward) -> None:
+    n = 0
+    for depth, seed in ((2, 0), (1, 1), (3, 2)):
+        enc = GaussianEncoder(12, 3, hidden=7, depth=depth, seed=seed).double()
+        layers = [m for m in enc.net if isinstance(m, nn.Linear)]
+        x = torch.rand(5, 12, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).round()
+        out = call(encoder_forward, "encoder_forward", layers, x)
+        expect(isinstance(out, (tuple, list)) and len(out) == 2,
+               "encoder_forward must return a tuple (mu, logvar)")
+        mu, logvar = out
+        expect_tensor(mu, "encoder_forward's mu", (5, 3))
+        expect_tensor(logvar, "encoder_forward's logvar", (5, 3))
+        with torch.no_grad():
+            want_mu, want_logvar = enc(x)
+        if torch.allclose(mu, want_logvar, atol=1e-8) and torch.allclose(logvar, want_mu, atol=1e-8):
+            raise CheckFailed("encoder_forward: mu and logvar are swapped: the FIRST d outputs are mu, the last d are logvar")
+        if torch.allclose(logvar, want_logvar.exp(), atol=1e-8) or torch.allclose(logvar, want_logvar.exp().sqrt(), atol=1e-8):
+            raise CheckFailed("encoder_forward: return the log-variance itself, not sigma^2 or sigma: the network "
+                              "outputs logvar directly, which keeps sigma > 0 without any constraint")
+        last = layers[-1]
+        if torch.allclose(torch.cat([mu, logvar], -1), torch.tanh(last(_hidden(layers, x))), atol=1e-8):
+            raise CheckFailed("encoder_forward: no tanh after the LAST layer: mu and logvar can be any real numbers")
+        expect_close(mu, want_mu, "encoder_forward", f"mu (depth {depth})", atol=1e-8,
+                     hint="Apply each hidden layer followed by tanh, then the last layer without activation, "
+                          "and split its 2d outputs into mu (first d) and logvar (last d).")
+        expect_close(logvar, want_logvar, "encoder_forward", f"logvar (depth {depth})", atol=1e-8)
+        expect(mu.requires_grad, "encoder_forward: the outputs must stay differentiable in the layers' "
+                                 "parameters (no torch.no_grad, .detach() or .numpy())")
+        n += 1
+    passed("encoder_forward", n + 1)
+
+
+def _hidden(layers, x):
+    h = x
+    for layer in layers[:-1]:
+        h = torch.tanh(layer(h))
+    return h
+
+
+def check_iwae_bound(iwae_bound) -> None:
+    g = torch.Generator().manual_seed(0)
+    log_w = torch.randn(50, 4, generator=g, dtype=torch.float64) * 2 - 30
+    value = expect_tensor(call(iwae_bound, "iwae_bound", log_w), "iwae_bound", (4,))
+    want = torch.logsumexp(log_w, 0) - math.log(50)
+    if torch.allclose(value, log_w.mean(0), atol=1e-6):
+        raise CheckFailed("iwae_bound: you averaged the log weights, which is the ELBO (K = 1 bound). "
+                          "The IWAE bound is the log of the AVERAGE WEIGHT: log (1/K) sum_k exp(log_w_k).")
+    if torch.allclose(value, torch.logsumexp(log_w, 0), atol=1e-6):
+        raise CheckFailed("iwae_bound: you returned log sum_k w_k; divide the sum by K (subtract log K)")
+    if torch.allclose(value, torch.logsumexp(log_w, 1).mean() * torch.ones(4, dtype=value.dtype), atol=1e-6):
+        raise CheckFailed("iwae_bound: the samples are along dimension 0 of log_w (K, batch); reduce over dim 0")
+    expect_close(value, want, "iwae_bound", "the bound", atol=1e-8,
+                 hint="L_K = logsumexp_k(log_w_k) - log K, for each example.")
+    tiny = torch.tensor([[-1000.0, -2000.0], [-1001.0, -2000.5]], dtype=torch.float64)
+    value = call(iwae_bound, "iwae_bound", tiny)
+    expect(torch.isfinite(value).all(),
+           "iwae_bound: log weights of -1000 give -inf: exp(-1000) underflows to 0 in floating point. "
+           "Use torch.logsumexp, which subtracts the largest log weight before exponentiating.")
+    expect_close(value, torch.logsumexp(tiny, 0) - math.log(2), "iwae_bound", "the bound for log weights near -1000",
+                 atol=1e-8)
+    one = call(iwae_bound, "iwae_bound", log_w[:1])
+    expect_close(one, log_w[0], "iwae_bound", "the K = 1 bound (which must equal the single log weight)", atol=1e-8)
+    passed("iwae_bound", 4)
+
+
+def linear_gaussian_case(seed: int = 0, n: int = 6):
+    """A linear-Gaussian LatentGaussianModel (float64), data x, an imperfect lambda and the exact gap.
+
+    Returns (model, x, mu, logvar, gap) where gap = max_lambda ELBO - ELBO(mu, logvar) in closed form.
+    """
+    g = torch.Generator().manual_seed(seed)
+    model = LatentGaussianModel(5, 2, depth=0, likelihood="gaussian", seed=seed).double()
+    with torch.no_grad():
+        model.decoder[0].weight.copy_(torch.tensor([[1.2, 0.3], [0.8, 0.5], [0.2, 1.1], [0.4, 0.9], [1.0, 0.1]],
+                                                   dtype=torch.float64))
+        model.x_logvar.copy_(torch.linspace(-1.0, 0.0, 5, dtype=torch.float64))
+    W, b, psi = model.decoder[0].weight.detach(), model.decoder[0].bias.detach(), model.x_logvar.detach()
+    z = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    x = z @ W.T + b + torch.randn(n, 5, generator=g, dtype=torch.float64) * (0.5 * psi).exp()
+    precision = torch.eye(2, dtype=torch.float64) + W.T @ (torch.exp(-psi)[:, None] * W)
+    m = torch.linalg.solve(precision, (W.T * torch.exp(-psi)) @ (x - b).T).T       # posterior means (n, 2)
+    best_logvar = (-torch.log(torch.diagonal(precision))).expand(n, 2)
+
+    def exact_elbo(mu, logvar):
+        resid2 = (x - mu @ W.T - b).pow(2) + logvar.exp() @ W.pow(2).T
+        return -0.5 * (math.log(2 * math.pi) + psi + resid2 * torch.exp(-psi)).sum(-1) - kl_normal_standard(mu, logvar)
+
+    mu = m + 0.15 * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    logvar = best_logvar + 0.5
+    return model, x, mu, logvar, exact_elbo(m, best_logvar) - exact_elbo(mu, logvar)
+
+
+def check_amortization_gap(amortization_gap) -> None:
+    model, x, mu, logvar, exact = linear_gaussian_case()
+    mu_in, logvar_in = mu.clone(), logvar.clone()
+    gen = torch.Generator().manual_seed(1)
+    value = expect_tensor(call(amortization_gap, "amortization_gap", model, x, mu, logvar, gen),
+                          "amortization_gap", (6,))
+    expect(torch.equal(mu, mu_in) and torch.equal(logvar, logvar_in),
+           "amortization_gap: do not modify mu and logvar in place; optimize copies of them")
+    expect(value.mean() > -0.05 or (-value - exact).abs().max() > 0.1,
+           "amortization_gap: the sign is reversed: the gap is ELBO(optimized) - ELBO(amortized), which is >= 0")
+    expect(value.abs().max() > 0.05,
+           "amortization_gap: the gap is zero: optimize lambda (e.g. with iai_core.optimize_lambda, "
+           "Adam, a few hundred steps) starting from (mu, logvar) before evaluating the ELBO again")
+    err = (value.detach() - exact).abs()
+    i = int(err.argmax())
+    expect(err.max() < 0.1,
+           f"amortization_gap: example {i} has gap {value[i].item():.3f} nats, the exact value is {exact[i].item():.3f}. "
+           "Run the optimizer until it converges (more steps, or a smaller learning rate at the end), and "
+           "estimate both ELBOs with many samples (e.g. 2,000), not one.")
+    passed("amortization_gap", 4)
+
+
+GRADED = {
+    "encoder_forward": (check_encoder_forward, 3),
+    "iwae_bound": (check_iwae_bound, 3),
+    "amortization_gap": (check_amortization_gap, 4),
+}

@@ -1,0 +1,192 @@
+"""The variational autoencoder: an encoder q_phi(z | x) and a decoder p_theta(x | z) trained together.
+
+    max_{theta, phi}  sum_i ELBO(x_i, f(x_i; phi); theta)
+
+by stochastic gradient ascent on minibatches, with reparameterized samples z = mu + sigma * eps
+(Kingma & Welling, 2014; Rezende et al., 2014). ``train_vae`` is seeded, shows a progress bar,
+records the mean ELBO on the training and test sets after each epoch, and can save a checkpoint
+every epoch (``state_dict`` files only, loaded with ``weights_only=True``) from which training
+resumes bit for bit.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ._progress import progress
+from ._random import make_generator
+from ._validate import check_generator, check_positive, check_tensor
+from .elbo import elbo as elbo_fn
+from .encoders import GaussianEncoder
+from .models import LatentGaussianModel
+
+__all__ = ["VAE", "TrainHistory", "train_vae", "save_checkpoint", "load_checkpoint", "mean_elbo"]
+
+
+class VAE(nn.Module):
+    """An amortized inference model composed with the generative model.
+
+    encoder: a ``GaussianEncoder`` (phi), x -> (mu, logvar); model: a ``LatentGaussianModel`` (theta).
+    forward(x: (batch, D)) -> (mu, logvar), each (batch, d).
+    """
+
+    def __init__(self, encoder: GaussianEncoder, model: LatentGaussianModel):
+        super().__init__()
+        if not isinstance(encoder, GaussianEncoder):
+            raise TypeError(f"encoder must be a GaussianEncoder, got {type(encoder).__name__}")
+        if not isinstance(model, LatentGaussianModel):
+            raise TypeError(f"model must be a LatentGaussianModel, got {type(model).__name__}")
+        if encoder.x_dim != model.x_dim or encoder.z_dim != model.z_dim:
+            raise ValueError(f"encoder and model must agree on (x_dim, z_dim): encoder has "
+                             f"({encoder.x_dim}, {encoder.z_dim}), model has ({model.x_dim}, {model.z_dim})")
+        self.encoder, self.model = encoder, model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The amortized variational parameters lambda = f(x; phi): (mu, logvar), each (batch, d)."""
+        return self.encoder(x)
+
+    def elbo(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None,
+             analytic_kl: bool = True) -> torch.Tensor:
+        """The amortized ELBO of each example in nats, (batch,); differentiable in theta and phi."""
+        self.model.check_x(x)
+        mu, logvar = self.encoder(x)
+        return elbo_fn(self.model, x, mu, logvar, n_samples=n_samples, analytic_kl=analytic_kl,
+                       generator=generator, validate=False)
+
+
+@dataclass
+class TrainHistory:
+    """Mean per-example ELBO (nats) on the training and test sets after each epoch.
+
+    epochs: [1, 2, ...]; train_elbo, test_elbo: one value per epoch (test_elbo is empty without x_test).
+    """
+    epochs: list[int] = field(default_factory=list)
+    train_elbo: list[float] = field(default_factory=list)
+    test_elbo: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"epochs": list(self.epochs), "train_elbo": list(self.train_elbo), "test_elbo": list(self.test_elbo)}
+
+
+def _check_vae(vae) -> None:
+    if not isinstance(vae, VAE):
+        raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
+
+
+@torch.no_grad()
+def mean_elbo(vae: VAE, x: torch.Tensor, *, batch_size: int = 1000, n_samples: int = 1,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """The mean amortized ELBO over the rows of x (N, D), in nats, computed in chunks: a 0-d tensor."""
+    _check_vae(vae)
+    check_positive("batch_size", batch_size, integer=True)
+    total = torch.zeros((), device=x.device, dtype=x.dtype)
+    for xb in x.split(batch_size):
+        total = total + vae.elbo(xb, n_samples=n_samples, generator=generator).sum()
+    return total / x.shape[0]
+
+
+def save_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer, history: TrainHistory, epoch: int,
+                    generator: torch.Generator) -> None:
+    """Write everything needed to resume training to ``path`` (tensors, numbers and lists only).
+
+    The file is written to a temporary name and renamed, so an interrupted save never leaves a
+    half-written checkpoint behind.
+    """
+    _check_vae(vae)
+    check_positive("epoch", epoch, integer=True, allow_zero=True)
+    check_generator("generator", generator)
+    if generator is None:
+        raise TypeError("generator must be the torch.Generator used for shuffling, got None")
+    state = {"vae": vae.state_dict(), "optimizer": optimizer.state_dict(), "history": history.as_dict(),
+             "epoch": epoch, "generator": generator.get_state()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer | None = None,
+                    generator: torch.Generator | None = None) -> tuple[int, TrainHistory]:
+    """Restore a checkpoint written by ``save_checkpoint`` into ``vae`` (and ``optimizer``, ``generator``).
+
+    Loads with ``torch.load(..., weights_only=True)``: only tensors and plain containers are read,
+    never arbitrary pickled code. Returns (epoch, history).
+    """
+    _check_vae(vae)
+    check_generator("generator", generator)
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"path: no checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    vae.load_state_dict(state["vae"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if generator is not None:
+        generator.set_state(state["generator"])
+    h = state["history"]
+    history = TrainHistory([int(e) for e in h["epochs"]], [float(v) for v in h["train_elbo"]],
+                           [float(v) for v in h["test_elbo"]])
+    return int(state["epoch"]), history
+
+
+def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = None, *, epochs: int,
+              batch_size: int = 100, lr: float = 1e-3, n_samples: int = 1, seed: int = 0,
+              show_progress: bool = True, checkpoint_path=None, resume: bool = False,
+              eval_batch_size: int = 1000) -> TrainHistory:
+    """Train encoder and decoder jointly with Adam on the minibatch ELBO; return the ELBO curves.
+
+    x_train: (N, D), x_test: (M, D) or None; both are moved to the device and dtype of vae's
+    parameters. One generator made from ``seed`` shuffles the minibatches and draws the
+    reparameterization noise; the end-of-epoch evaluation uses its own generator (seed + 1,
+    reset each epoch) so evaluating never changes the training trajectory.
+    ``checkpoint_path``: save a checkpoint after every epoch. ``resume=True``: continue from that
+    checkpoint up to ``epochs`` in total, exactly as if training had never stopped.
+    """
+    _check_vae(vae)
+    check_positive("epochs", epochs, integer=True, allow_zero=True)
+    check_positive("batch_size", batch_size, integer=True)
+    check_positive("lr", lr)
+    check_positive("n_samples", n_samples, integer=True)
+    check_positive("eval_batch_size", eval_batch_size, integer=True)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs checkpoint_path, got None")
+    p = next(vae.parameters())
+    x_train = vae.model.check_x(check_tensor("x_train", x_train, ndim=2), "x_train").to(p.device, p.dtype)
+    if x_test is not None:
+        x_test = vae.model.check_x(check_tensor("x_test", x_test, ndim=2), "x_test").to(p.device, p.dtype)
+
+    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+    generator = make_generator(seed, p.device)
+    history, start = TrainHistory(), 0
+    if resume:
+        start, history = load_checkpoint(checkpoint_path, vae, optimizer, generator)
+
+    n = x_train.shape[0]
+    bar = progress(range(start, epochs), enabled=show_progress, desc="training the VAE", total=max(epochs - start, 0))
+    for epoch in bar:
+        vae.train()
+        perm = torch.randperm(n, generator=generator, device=p.device)
+        for idx in perm.split(batch_size):
+            loss = -vae.elbo(x_train[idx], n_samples=n_samples, generator=generator).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        vae.eval()
+        eval_gen = make_generator(seed + 1, p.device)
+        history.epochs.append(epoch + 1)
+        history.train_elbo.append(float(mean_elbo(vae, x_train, batch_size=eval_batch_size, generator=eval_gen)))
+        if x_test is not None:
+            history.test_elbo.append(float(mean_elbo(vae, x_test, batch_size=eval_batch_size, generator=eval_gen)))
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(train=f"{history.train_elbo[-1]:.1f}",
+                            test=f"{history.test_elbo[-1]:.1f}" if history.test_elbo else "-")
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, vae, optimizer, history, epoch + 1, generator)
+    return history

@@ -1,0 +1,117 @@
+import math
+
+import pytest
+import torch
+
+from iai_core import (VAE, GapResult, GaussianEncoder, LatentGaussianModel, kl_normal_standard, load_digits,
+                      make_generator, measure_gaps, train_vae)
+from test_importance import data, exact_log_px, exact_posterior, linear_gaussian
+
+
+def exact_elbo(model, x, mu, logvar):
+    """The ELBO of a diagonal q on the linear-Gaussian model, in closed form."""
+    W, b, psi = model.decoder[0].weight, model.decoder[0].bias, model.x_logvar
+    resid2 = (x - mu @ W.T - b).pow(2) + logvar.exp() @ W.pow(2).T
+    expected_ll = -0.5 * (math.log(2 * math.pi) + psi + resid2 * torch.exp(-psi)).sum(-1)
+    return expected_ll - kl_normal_standard(mu, logvar)
+
+
+def correlated_model(device="cpu"):
+    model = linear_gaussian(seed=2, x_dim=6, z_dim=2, device=device)
+    with torch.no_grad():                     # posterior correlation -0.48: a visible approximation gap,
+        # while the diagonal q stays wide enough for importance weights of finite variance
+        model.decoder[0].weight.copy_(torch.tensor([[1.5, 0.3], [1.0, 0.4], [0.8, 0.2], [0.4, 1.4],
+                                                    [0.3, 0.2], [0.5, 1.0]], dtype=torch.float64))
+    return model
+
+
+@torch.no_grad()
+def test_gaps_match_the_linear_gaussian_closed_forms(device):
+    model = correlated_model(device)
+    x = data(model, 8, seed=3)
+    m, S = exact_posterior(model, x)
+    best_logvar = (-torch.log(torch.diagonal(torch.linalg.inv(S)))).expand(8, 2)
+    mu, logvar = m + 0.4, best_logvar + 0.7                   # an imperfect "amortized" lambda
+    res = measure_gaps(model, x, mu, logvar, n_steps=400, lr=2e-2, n_samples=20, n_elbo_samples=20000,
+                       n_is=20000, chunk_size=5000, generator=make_generator(0, device))
+    assert isinstance(res, GapResult)
+    for t in (res.elbo_amortized, res.elbo_optimized, res.log_px):
+        assert t.shape == (8,) and t.device.type == device.type and t.dtype == torch.float64
+    assert res.elbo_steps.shape == (401, 8)
+    # the best diagonal Gaussian: the posterior mean and variances 1 / diag(posterior precision)
+    best = exact_elbo(model, x, m, best_logvar)
+    exact = exact_log_px(model, x)
+    amortized = exact_elbo(model, x, mu, logvar)
+    torch.testing.assert_close(res.elbo_amortized, amortized, atol=0.05, rtol=0)
+    torch.testing.assert_close(res.amortization_gap, best - amortized, atol=0.05, rtol=0)
+    torch.testing.assert_close(res.elbo_optimized, best, atol=0.03, rtol=0)
+    torch.testing.assert_close(res.log_px, exact, atol=0.05, rtol=0)
+    torch.testing.assert_close(res.approximation_gap, exact - best, atol=0.06, rtol=0)
+    assert (exact - best).min() > 0.1                          # the test model's posterior is correlated
+    torch.testing.assert_close(res.mu, m, atol=0.1, rtol=0)
+
+
+@torch.no_grad()
+def test_gap_decomposition_adds_up():
+    model = correlated_model()
+    x = data(model, 5, seed=4)
+    mu, logvar = torch.full((5, 2), 0.5, dtype=x.dtype), torch.full((5, 2), -2.0, dtype=x.dtype)
+    r = measure_gaps(model, x, mu, logvar, n_steps=50, n_elbo_samples=100, n_is=100)
+    again = measure_gaps(model, x, mu, logvar, n_steps=50, n_elbo_samples=100, n_is=100)   # seed=0 both times
+    assert torch.equal(r.log_px, again.log_px) and torch.equal(r.mu, again.mu)
+    torch.testing.assert_close(r.inference_gap, r.approximation_gap + r.amortization_gap)
+    torch.testing.assert_close(r.amortization_gap, r.elbo_optimized - r.elbo_amortized)
+
+
+@pytest.fixture(scope="module")
+def trained_vae():
+    d = load_digits()
+    vae = VAE(GaussianEncoder(64, 4, hidden=32, depth=1, seed=0), LatentGaussianModel(64, 4, hidden=32, depth=1, seed=1))
+    train_vae(vae, d.x_train[:500], epochs=5, lr=3e-3, show_progress=False)
+    return vae, d.x_test[:40]
+
+
+def test_encoder_plus_optimizer_never_lowers_the_elbo(trained_vae):
+    vae, x = trained_vae
+    with torch.no_grad():
+        mu, logvar = vae(x)
+    kept = measure_gaps(vae.model, x, mu, logvar, n_steps=60, lr=3e-2, n_elbo_samples=300, n_is=100,
+                        generator=make_generator(0))
+    assert (kept.amortization_gap >= 0).all()
+    raw = measure_gaps(vae.model, x, mu, logvar, n_steps=60, lr=3e-2, n_elbo_samples=300, n_is=100,
+                       keep_best=False, generator=make_generator(0))
+    # without the guard, Adam from the encoder's output still improves (almost) every example
+    assert raw.amortization_gap.mean() > 0.02
+    assert (raw.amortization_gap > 0).float().mean() > 0.9
+    assert (raw.amortization_gap > -0.05).all()
+    assert raw.approximation_gap.mean() > 0
+
+
+def test_gaps_on_device(trained_vae, device):
+    vae, x = trained_vae
+    model, x = vae.model.to(device), x.to(device)
+    mu = torch.zeros(x.shape[0], 4, device=device)
+    r = measure_gaps(model, x, mu, mu, n_steps=5, n_elbo_samples=10, n_is=10, seed=1)
+    assert r.log_px.device.type == device.type and r.mu.device.type == device.type
+    vae.model.to("cpu")
+
+
+def test_gaps_bad_inputs(trained_vae):
+    vae, x = trained_vae
+    mu = torch.zeros(x.shape[0], 4)
+    with pytest.raises(ValueError, match="mu"):
+        measure_gaps(vae.model, x, mu[:3], mu)
+    with pytest.raises(ValueError, match="logvar"):
+        measure_gaps(vae.model, x, mu, mu[:, :2])
+    with pytest.raises(ValueError, match="x"):
+        measure_gaps(vae.model, x * 0.5, mu, mu)
+    with pytest.raises(ValueError, match="n_is"):
+        measure_gaps(vae.model, x, mu, mu, n_is=0)
+    with pytest.raises(TypeError, match="n_elbo_samples"):
+        measure_gaps(vae.model, x, mu, mu, n_elbo_samples=1.5)
+    with pytest.raises(ValueError, match="n_steps"):
+        measure_gaps(vae.model, x, mu, mu, n_steps=-1)
+    with pytest.raises(ValueError, match="lr"):
+        measure_gaps(vae.model, x, mu, mu, lr=0.0)
+    with pytest.raises(TypeError, match="generator"):
+        measure_gaps(vae.model, x, mu, mu, generator=3)
