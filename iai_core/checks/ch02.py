@@ -1,0 +1,169 @@
+"""Checks for Chapter 2's exercises: a Monte Carlo ELBO estimator and one gradient-ascent E-step.
+
+The student's functions take any model with ``log_joint(x, z)`` (x (batch, D), z (S, batch, d) ->
+(S, batch)), such as ``iai_core.LatentGaussianModel``:
+    elbo_estimate(model, x, mu, logvar, n_samples, generator) -> (batch,) estimate of the ELBO, in nats
+    gradient_step(model, x, mu, logvar, step_size, n_samples, generator) -> (mu, logvar) after
+        lambda <- lambda + step_size * grad_lambda ELBO
+Both are checked on a factor-analysis model (``iai_core.LinearGaussianModel``), whose ELBO and its
+gradient are closed-form, so every answer is compared with an exact value. Statistical comparisons
+use a tolerance of 6 standard errors of the Monte Carlo average (a correct answer fails one with
+probability about 2e-9).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import CheckFailed, call, expect, expect_tensor, passed
+from ..elbo import elbo_grad
+from ..gaussian import log_normal_diag, reparameterize
+from ..linear_gaussian import LinearGaussianModel
+
+__all__ = ["CheckFailed", "check_elbo_estimate", "check_gradient_step", "GRADED"]
+
+N_SIGMA = 6
+
+
+def _model(diagonal_posterior: bool = False) -> tuple[LinearGaussianModel, torch.Tensor]:
+    """A 6-D, 2-factor model and 4 points, in float64. With ``diagonal_posterior`` the exact
+    posterior is a diagonal Gaussian, so the mean-field family contains it."""
+    g = torch.Generator().manual_seed(0)
+    D, d = 6, 2
+    if diagonal_posterior:
+        q, _ = torch.linalg.qr(torch.randn(D, d, generator=g, dtype=torch.float64))
+        W, psi = q * torch.tensor([2.0, 0.7], dtype=torch.float64), torch.full((D,), 0.5, dtype=torch.float64)
+    else:
+        W = torch.randn(D, d, generator=g, dtype=torch.float64)
+        psi = 0.3 + torch.rand(D, generator=g, dtype=torch.float64)
+    b = torch.randn(D, generator=g, dtype=torch.float64)
+    model = LinearGaussianModel(D, d).double().set_parameters(W, b, psi)
+    model.requires_grad_(False)
+    x = torch.randn(4, D, generator=g, dtype=torch.float64) * 1.5 + b
+    return model, x
+
+
+def _lambda():
+    mu = torch.tensor([[0.5, -0.3], [1.0, 0.2], [-0.4, 0.8], [0.0, 0.0]], dtype=torch.float64)
+    logvar = torch.tensor([[-1.0, -0.5], [0.0, -1.5], [-0.7, -0.7], [0.3, -0.2]], dtype=torch.float64)
+    return mu, logvar
+
+
+def check_elbo_estimate(elbo_estimate) -> None:
+    name = "elbo_estimate"
+    model, x = _model()
+    mu, logvar = _lambda()
+    out = call(elbo_estimate, name, model, x, mu, logvar, 1, torch.Generator().manual_seed(1))
+    expect_tensor(out, name, (4,))
+
+    again = call(elbo_estimate, name, model, x, mu, logvar, 1, torch.Generator().manual_seed(1))
+    expect(torch.equal(out.detach(), again.detach()),
+           f"{name}: two calls with identically seeded generators gave different estimates. Draw the noise "
+           "with torch.randn(..., generator=generator) so results are reproducible.")
+
+    # unbiased: the average of many estimates matches the closed-form ELBO
+    S = 40_000
+    est = call(elbo_estimate, name, model, x, mu, logvar, S, torch.Generator().manual_seed(3))
+    est = expect_tensor(est, name, (4,)).detach()
+    closed = model.elbo_diag(x, mu, logvar)
+    z = reparameterize(mu, logvar, 4000, torch.Generator().manual_seed(4))
+    sd = (model.log_joint(x, z) - log_normal_diag(z, mu, logvar)).std(0)
+    tol = N_SIGMA * sd / math.sqrt(S)
+    entropy = 0.5 * (logvar + 1 + math.log(2 * math.pi)).sum(-1)
+    if ((est - (closed - entropy)).abs() < tol).all():
+        raise CheckFailed(f"{name}: your estimate is the ELBO minus the entropy of q: you estimated E_q[log p(x, z)] only. "
+                          "The ELBO is E_q[log p(x, z) - log q(z | x)]: subtract log q (or use the KL to the prior).")
+    if ((est / S - closed).abs() < tol).all():
+        raise CheckFailed(f"{name}: your estimate is {S} times the ELBO: average over the samples, do not sum.")
+    worst = int(((est - closed).abs() / tol).argmax())
+    expect(((est - closed).abs() < tol).all(),
+           f"{name}: with {S} samples the estimate for example {worst} is {est[worst].item():.4f} nats, but the exact "
+           f"ELBO is {closed[worst].item():.4f} (tolerance {tol[worst].item():.2g}, {N_SIGMA} standard errors). "
+           "Check z = mu + exp(0.5 * logvar) * eps (the standard deviation is exp(logvar / 2)), average over the "
+           "samples, and sum log densities over the latent dimensions.")
+
+    # the exact posterior: log p(x, z) - log q(z) = log p(x) for every z, so every estimate is log p(x)
+    exact_model, xe = _model(diagonal_posterior=True)
+    mean, cov = exact_model.posterior(xe)
+    lv = cov.diagonal().log().expand_as(mean).contiguous()
+    log_px = exact_model.log_marginal(xe)
+    at_post = call(elbo_estimate, name, exact_model, xe, mean, lv, 3, torch.Generator().manual_seed(2))
+    err = (expect_tensor(at_post, name, (4,)).detach() - log_px).abs().max().item()
+    expect(err < 1e-6, f"{name}: when q is the exact posterior, log p(x, z) - log q(z | x) equals log p(x) for every "
+                       f"sample, so even 3 samples must give log p(x) exactly; yours is off by {err:.3g} nats. "
+                       "Evaluate log q at the same z you plug into log p(x, z).")
+
+    # differentiable in lambda through the reparameterization
+    m, v = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
+    value = call(elbo_estimate, name, model, x, m, v, 2, torch.Generator().manual_seed(5))
+    expect(isinstance(value, torch.Tensor) and value.requires_grad,
+           f"{name}: the estimate does not depend differentiably on mu and logvar. Build z = mu + sigma * eps from "
+           "the tensors you were given (no .detach(), no torch.no_grad(), no torch.normal(mu, sigma)).")
+    g_mu, g_lv = torch.autograd.grad(value.sum(), (m, v), allow_unused=True)
+    expect(g_mu is not None and g_lv is not None,
+           f"{name}: the estimate must depend on both mu and logvar (through z = mu + exp(0.5 * logvar) * eps).")
+    passed(name, 5)
+
+
+def _reference_gradient(model, x, mu, logvar):
+    m, v = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
+    return torch.autograd.grad(model.elbo_diag(x, m, v).sum(), (m, v))
+
+
+def check_gradient_step(gradient_step) -> None:
+    name = "gradient_step"
+    model, x = _model()
+    mu, logvar = _lambda()
+    mu_in, logvar_in = mu.clone(), logvar.clone()
+    alpha, S = 0.01, 20_000
+    out = call(gradient_step, name, model, x, mu, logvar, alpha, S, torch.Generator().manual_seed(6))
+    expect(isinstance(out, (tuple, list)) and len(out) == 2, f"{name} must return a tuple (mu, logvar)")
+    new_mu, new_logvar = (expect_tensor(t.detach() if isinstance(t, torch.Tensor) else t, f"{name}'s {n}", (4, 2))
+                          for t, n in zip(out, ("mu", "logvar")))
+    expect(torch.equal(mu, mu_in) and torch.equal(logvar, logvar_in),
+           f"{name}: the input mu or logvar was modified in place. Return new tensors.")
+    g_mu, g_lv = _reference_gradient(model, x, mu, logvar)
+    step_mu, step_lv = (new_mu - mu) / alpha, (new_logvar - logvar) / alpha
+
+    # the Monte Carlo gradient with S samples has standard error sd / sqrt(S); sd from 400 one-sample gradients
+    _, m1, l1 = elbo_grad(model, x.repeat(100, 1), mu.repeat(100, 1), logvar.repeat(100, 1), n_samples=1,
+                          generator=torch.Generator().manual_seed(7))
+    sd_mu, sd_lv = m1.reshape(100, 4, 2).std(0), l1.reshape(100, 4, 2).std(0)
+    tol_mu, tol_lv = N_SIGMA * sd_mu / math.sqrt(S) + 1e-8, N_SIGMA * sd_lv / math.sqrt(S) + 1e-8
+
+    def close(a, b, tol):
+        return bool(((a - b).abs() < tol).all())
+
+    if close(step_mu, -g_mu, tol_mu):
+        raise CheckFailed(f"{name}: mu moved against the gradient (downhill). The E-step maximizes the ELBO: "
+                          "lambda <- lambda + step_size * grad (or minimize -ELBO with an optimizer).")
+    if close(step_mu, g_mu / 4, tol_mu):
+        raise CheckFailed(f"{name}: the step is 1/4 of the gradient, i.e. you averaged the ELBO over the 4 examples "
+                          "before differentiating. Sum the per-example ELBOs so each example gets its own gradient.")
+    if (new_logvar == logvar).all():
+        raise CheckFailed(f"{name}: logvar did not change. lambda = (mu, logvar): take the gradient step on both.")
+    worst = int(((step_mu - g_mu).abs() / tol_mu).flatten().argmax())
+    expect(close(step_mu, g_mu, tol_mu),
+           f"{name}: (new mu - mu) / step_size should be the ELBO's gradient w.r.t. mu; entry {worst} (flattened) is "
+           f"{step_mu.flatten()[worst].item():.4f}, the exact gradient {g_mu.flatten()[worst].item():.4f} "
+           f"(tolerance {tol_mu.flatten()[worst].item():.2g}, {N_SIGMA} standard errors with {S} samples).")
+    worst = int(((step_lv - g_lv).abs() / tol_lv).flatten().argmax())
+    expect(close(step_lv, g_lv, tol_lv),
+           f"{name}: (new logvar - logvar) / step_size should be the ELBO's gradient w.r.t. logvar; entry {worst} is "
+           f"{step_lv.flatten()[worst].item():.4f}, the exact gradient {g_lv.flatten()[worst].item():.4f} "
+           f"(tolerance {tol_lv.flatten()[worst].item():.2g}). Check the entropy term: d/dlogvar of -KL is "
+           "(1 - exp(logvar)) / 2 per coordinate.")
+
+    # a small step uphill raises the exact ELBO of every example
+    small = call(gradient_step, name, model, x, mu, logvar, 0.02, 2000, torch.Generator().manual_seed(8))
+    before, after = model.elbo_diag(x, mu, logvar), model.elbo_diag(x, small[0].detach(), small[1].detach())
+    expect((after > before).all(), f"{name}: a step of size 0.02 lowered the exact ELBO of some example "
+                                   f"({(after - before).min().item():.3g} nats)")
+    passed(name, 5)
+
+
+GRADED = {
+    "elbo_estimate": (check_elbo_estimate, 5),
+    "gradient_step": (check_gradient_step, 5),
+}

@@ -1,0 +1,157 @@
+import pytest
+import torch
+from sklearn.decomposition import FactorAnalysis
+from torch.distributions import MultivariateNormal
+
+from iai_core import LatentGaussianModel, LinearGaussianModel, linear_variational_em
+
+
+def _model(device, dtype=torch.float64, seed=0, D=6, d=2):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(D, d, generator=g, dtype=torch.float64)
+    b = torch.randn(D, generator=g, dtype=torch.float64)
+    psi = 0.2 + torch.rand(D, generator=g, dtype=torch.float64)
+    model = LinearGaussianModel(D, d).double().set_parameters(W, b, psi).to(device=device, dtype=dtype)
+    x = (torch.randn(5, D, generator=g, dtype=torch.float64) * 2 + b).to(device=device, dtype=dtype)
+    return model, x
+
+
+def test_is_the_latent_gaussian_model_with_a_linear_decoder():
+    model, x = _model("cpu")
+    assert isinstance(model, LatentGaussianModel) and model.likelihood == "gaussian"
+    z = torch.randn(3, 5, 2, dtype=torch.float64)
+    torch.testing.assert_close(model.decode(z), z @ model.W.T + model.b)
+
+
+def test_posterior_and_marginal_against_joint_gaussian_conditioning(device):
+    model, x = _model(device)
+    W, b, psi = model.W.detach(), model.b.detach(), model.psi.detach()
+    cov_x = W @ W.T + torch.diag(psi)
+    ref_logp = MultivariateNormal(b, covariance_matrix=cov_x).log_prob(x)
+    torch.testing.assert_close(model.log_marginal(x), ref_logp)
+    # p(z | x) from the joint Gaussian of (z, x): mean W^T cov_x^-1 (x - b), cov I - W^T cov_x^-1 W
+    mean_ref = (x - b) @ torch.linalg.solve(cov_x, W)
+    cov_ref = torch.eye(2, dtype=x.dtype, device=device) - W.T @ torch.linalg.solve(cov_x, W)
+    mean, cov = model.posterior(x)
+    torch.testing.assert_close(mean, mean_ref)
+    torch.testing.assert_close(cov, cov_ref)
+
+
+def test_elbo_full_equals_log_marginal_at_the_posterior_and_is_below_elsewhere(device):
+    model, x = _model(device)
+    mean, cov = model.posterior(x)
+    log_px = model.log_marginal(x)
+    torch.testing.assert_close(model.elbo_full(x, mean, cov), log_px, rtol=0, atol=1e-10)
+    other = cov + 0.3 * torch.eye(2, dtype=x.dtype, device=device)
+    assert (model.elbo_full(x, mean + 0.2, other) < log_px).all()
+    # log p(x) - ELBO = KL(q || posterior), for any q
+    gap = log_px - model.elbo_full(x, mean + 0.2, other)
+    torch.testing.assert_close(gap, model.kl_to_posterior(x, mean + 0.2, other))
+
+
+def test_elbo_diag_is_elbo_full_with_a_diagonal_covariance(device):
+    model, x = _model(device)
+    g = torch.Generator().manual_seed(3)
+    mu = torch.randn(5, 2, generator=g, dtype=torch.float64).to(device)
+    logvar = torch.randn(5, 2, generator=g, dtype=torch.float64).to(device)
+    torch.testing.assert_close(model.elbo_diag(x, mu, logvar), model.elbo_full(x, mu, torch.diag_embed(logvar.exp())))
+
+
+def test_best_diagonal_is_stationary_and_its_gap_is_the_closed_form_kl(device):
+    model, x = _model(device)
+    model.requires_grad_(False)
+    mu, logvar = model.best_diagonal(x)
+    m, lv = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
+    g_mu, g_lv = torch.autograd.grad(model.elbo_diag(x, m, lv).sum(), (m, lv))
+    assert g_mu.abs().max() < 1e-10 and g_lv.abs().max() < 1e-10
+    gap = model.log_marginal(x) - model.elbo_diag(x, mu, logvar)
+    prec = model.posterior_precision()
+    expected = 0.5 * (prec.diagonal().log().sum() - torch.logdet(prec))
+    torch.testing.assert_close(gap, expected.expand(5))
+    torch.testing.assert_close(model.mean_field_gap(), expected)
+    assert expected > 0
+
+
+def test_m_step_maximizes_the_expected_complete_log_likelihood(device):
+    model, x = _model(device)
+    x = torch.cat([x, x * 0.5 + 1, x - 2])                         # 15 points
+    mean, cov = model.posterior(x)
+    new = LinearGaussianModel(6, 2).double().to(device)
+    new.load_state_dict(model.state_dict())
+    new.m_step(x, mean, cov)
+    # the ELBO with q fixed is the expected complete log-likelihood plus the entropy of q (fixed):
+    # the M-step's theta must beat small perturbations of itself, and the old theta
+    base = new.elbo_full(x, mean, cov).sum()
+    assert base >= model.elbo_full(x, mean, cov).sum()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        pert = LinearGaussianModel(6, 2).double().to(device)
+        pert.set_parameters(new.W + 1e-3 * torch.randn(6, 2, generator=g, dtype=torch.float64).to(device),
+                            new.b + 1e-3 * torch.randn(6, generator=g, dtype=torch.float64).to(device),
+                            new.psi * (1 + 1e-3 * torch.randn(6, generator=g, dtype=torch.float64).to(device)))
+        assert pert.elbo_full(x, mean, cov).sum() < base
+
+
+def test_variational_em_full_matches_sklearn_and_mean_field_ends_lower():
+    model, _ = _model("cpu", D=8, d=2, seed=4)
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    x = z @ model.W.detach().T + model.b.detach() + model.psi.detach().sqrt() * torch.randn(300, 8, generator=g,
+                                                                                             dtype=torch.float64)
+    full = linear_variational_em(x, 2, family="full", n_iters=300, seed=0)
+    diag = linear_variational_em(x, 2, family="diagonal", n_iters=300, seed=0)
+    sk = FactorAnalysis(2, tol=1e-10, max_iter=10_000, svd_method="lapack").fit(x.numpy()).score(x.numpy())
+    assert abs(full.log_lik[-1].item() - sk) < 1e-5                # EM reaches maximum likelihood (1e-5 nats)
+    assert full.gap.abs().max() < 1e-9                             # the full family is exact
+    assert (full.log_lik.diff() > -1e-10).all()                    # EM never decreases log p(x)
+    assert (diag.elbo.diff() > -1e-10).all()                       # variational EM never decreases its ELBO
+    assert (diag.gap >= -1e-12).all() and diag.log_lik[-1] < sk    # mean field: a bound, and lower at 300 its
+
+
+def test_device_and_dtype(device, dtype):
+    model, x = _model(device, dtype=dtype)
+    mean, cov = model.posterior(x)
+    assert mean.dtype == dtype and mean.device.type == device.type and cov.shape == (2, 2)
+    assert model.log_marginal(x).dtype == dtype
+    res = linear_variational_em(x, 2, family="diagonal", n_iters=3, seed=0)
+    assert res.log_lik.shape == (4,) and res.model.W.device.type == device.type and res.model.W.dtype == dtype
+
+
+def test_bad_inputs():
+    model, x = _model("cpu")
+    with pytest.raises(ValueError, match=r"W must have shape \(6, 2\)"):
+        model.set_parameters(torch.zeros(6, 3, dtype=torch.float64), model.b, model.psi)
+    with pytest.raises(ValueError, match="psi must be positive"):
+        model.set_parameters(model.W, model.b, torch.zeros(6, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 6\)"):
+        model.log_marginal(torch.zeros(3, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"mean must have shape \(batch, z_dim\)"):
+        model.elbo_full(x, torch.zeros(5, 3, dtype=torch.float64), torch.eye(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="cov must have shape"):
+        model.elbo_full(x, torch.zeros(5, 2, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="logvar must have shape"):
+        model.elbo_diag(x, torch.zeros(5, 2, dtype=torch.float64), torch.zeros(4, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="family must be one of"):
+        linear_variational_em(x, 2, family="block")
+    with pytest.raises(ValueError, match="z_dim"):
+        linear_variational_em(x, 0)
+    with pytest.raises(ValueError, match=r"model has \(x_dim, z_dim\)"):
+        linear_variational_em(x, 1, model=model)
+
+
+def test_sample_has_the_marginal_covariance(device):
+    # 100,000 draws: each entry of the sample covariance is within 6 standard errors,
+    # sqrt((C_ij^2 + C_ii C_jj) / n), of C = W W^T + diag psi; the mean within 6 sqrt(C_ii / n) of b
+    model, _ = _model(device)
+    n = 100_000
+    g = torch.Generator(device=device).manual_seed(0)
+    x = model.sample(n, generator=g, mean=False)
+    C = model.marginal_cov().detach()
+    se = ((C ** 2 + torch.outer(C.diagonal(), C.diagonal())) / n).sqrt()
+    assert ((torch.cov(x.T) - C).abs() < 6 * se).all()
+    assert ((x.mean(0) - model.b.detach()).abs() < 6 * (C.diagonal() / n).sqrt()).all()
+    means = model.sample(3, generator=torch.Generator(device=device).manual_seed(0))   # W z + b, no noise
+    assert means.shape == (3, 6) and means.dtype == torch.float64
+    W = model.W.detach()
+    z = torch.linalg.lstsq(W, (means - model.b.detach()).T).solution
+    torch.testing.assert_close(W @ z, (means - model.b.detach()).T)        # in the column space of W
