@@ -1,0 +1,328 @@
+import pytest
+import torch
+from torch import nn
+
+from iai_core import (IterativeEncoder, IterativeHistory, LatentGaussianModel, elbo, elbo_grad, gated_update,
+                      iterative_inference, load_digits, make_generator, normalize, prediction_errors,
+                      train_iterative, train_step)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These networks are tiny: one thread is faster than several on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def linear_gaussian(x_dim=6, z_dim=2, seed=0, dtype=torch.float64):
+    """A linear-Gaussian model (factor analysis): p(x | z) = N(W z + b, diag sigma^2)."""
+    model = LatentGaussianModel(x_dim, z_dim, depth=0, likelihood="gaussian", seed=seed).to(dtype=dtype)
+    with torch.no_grad():
+        model.x_logvar.copy_(torch.linspace(-1.0, 0.5, x_dim, dtype=dtype))
+    return model
+
+
+def closed_form_optimum(model, x):
+    """The best diagonal Gaussian q for a linear-Gaussian model, and its ELBO, from the exact posterior."""
+    W, b = model.decoder[0].weight, model.decoder[0].bias
+    prec_x = torch.exp(-model.x_logvar)
+    precision = torch.eye(model.z_dim, dtype=x.dtype) + W.T @ (prec_x[:, None] * W)
+    cov = torch.linalg.inv(precision)
+    mean = (x - b) @ (prec_x[:, None] * W) @ cov
+    marginal = torch.distributions.MultivariateNormal(b, W @ W.T + torch.diag(model.x_logvar.exp()))
+    posterior = torch.distributions.MultivariateNormal(mean, covariance_matrix=cov)
+    var_opt = 1.0 / torch.diagonal(precision)                    # KL(q || p) optimum for a diagonal q
+    q_opt = torch.distributions.MultivariateNormal(mean, covariance_matrix=torch.diag(var_opt))
+    elbo_opt = marginal.log_prob(x) - torch.distributions.kl_divergence(q_opt, posterior)
+    return mean, var_opt.log().expand_as(mean), elbo_opt
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_digits()
+    return data.x_train[:400], data.x_test[:100]
+
+
+# --- the pieces --------------------------------------------------------------------------------
+
+def test_layer_normalization_is_per_example_and_scale_free(device):
+    g = make_generator(0, device)
+    v = torch.randn(5, 7, generator=g, device=device) * torch.logspace(-3, 3, 5, device=device)[:, None]
+    out = normalize(v, "layer")
+    assert out.shape == v.shape and out.device.type == device.type
+    torch.testing.assert_close(out.mean(-1), torch.zeros(5, device=device), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.pow(2).mean(-1).sqrt(), torch.ones(5, device=device), atol=1e-3, rtol=0)
+    torch.testing.assert_close(normalize(1e6 * v, "layer"), out, atol=1e-4, rtol=0)
+    ref = torch.nn.functional.layer_norm(v, (7,), eps=0.0)
+    torch.testing.assert_close(out, ref, atol=1e-3, rtol=1e-3)
+
+
+def test_log_sign_and_none():
+    v = torch.tensor([[2.0, -0.5, 0.0]])
+    out = normalize(v, "log_sign")
+    assert out.shape == (1, 6)
+    torch.testing.assert_close(out[:, 3:], torch.tensor([[1.0, -1.0, 0.0]]))
+    torch.testing.assert_close(out[:, :3], torch.log(v.abs() + 1e-5))
+    assert normalize(v, "none") is v
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        normalize(v, "batch")
+
+
+def test_gated_update_interpolates_and_detaches_lambda():
+    lam = torch.tensor([[1.0, -2.0]], requires_grad=True)
+    delta = torch.tensor([[5.0, 3.0]], requires_grad=True)
+    gate = torch.tensor([[0.25, 1.0]], requires_grad=True)
+    out = gated_update(lam, delta, gate)
+    torch.testing.assert_close(out, torch.tensor([[0.25 * 1 + 0.75 * 5, -2.0]]))
+    torch.testing.assert_close(gated_update(lam, delta, torch.zeros_like(gate)), delta)
+    g_lam, g_delta, g_gate = torch.autograd.grad(out.sum(), (lam, delta, gate), allow_unused=True)
+    assert g_lam is None                                     # lambda_t is a constant for phi
+    torch.testing.assert_close(g_delta, 1 - gate.detach())
+    torch.testing.assert_close(g_gate, lam.detach() - delta.detach())
+
+
+@pytest.mark.parametrize("encoding,normalization,include_x,want",
+                         [("gradient", "layer", False, 4 * 3), ("gradient", "log_sign", False, 6 * 3),
+                          ("error", "layer", False, 10 + 3 * 3), ("error", "log_sign", True, 10 + 2 * 13 + 2 * 3)])
+def test_encoder_input_size(encoding, normalization, include_x, want):
+    enc = IterativeEncoder(10, 3, hidden=8, encoding=encoding, normalization=normalization, include_x=include_x)
+    assert enc.input_dim == want
+    x = torch.zeros(4, 10)
+    signal = (torch.randn(4, 3), torch.randn(4, 3)) if encoding == "gradient" else (torch.randn(4, 10), torch.randn(4, 3))
+    assert enc.features(x, torch.zeros(4, 3), torch.zeros(4, 3), signal).shape == (4, want)
+
+
+@pytest.mark.parametrize("normalization", ["layer", "log_sign"])
+def test_gate_keeps_lambda_finite_for_extreme_gradients(normalization):
+    enc = IterativeEncoder(10, 3, hidden=16, normalization=normalization, seed=0)
+    x = torch.zeros(4, 10)
+    huge = torch.tensor([[3e38, -3e38, 1.0], [1e-38, -1e-38, 0.0], [0.0, 0.0, 0.0], [1e20, 1.0, -1e-20]])
+    mu, logvar = torch.zeros(4, 3), torch.zeros(4, 3)
+    for _ in range(3):
+        mu, logvar = enc(x, mu, logvar, (huge, -huge))
+        assert torch.isfinite(mu).all() and torch.isfinite(logvar).all()
+    assert (logvar.abs() <= 15).all()
+
+
+def test_prediction_errors_build_the_gradient_on_a_linear_gaussian_model():
+    # d ELBO / d mu = W^T eps_x - mu with analytic KL: the gradient is a fixed linear map of the errors
+    model = linear_gaussian()
+    x = torch.randn(5, 6, dtype=torch.float64, generator=make_generator(1))
+    mu = torch.randn(5, 2, dtype=torch.float64, generator=make_generator(2))
+    logvar = torch.full((5, 2), -1.0, dtype=torch.float64)
+    _, g_mu, _ = elbo_grad(model, x, mu, logvar, n_samples=7, generator=make_generator(3))
+    eps_x, eps_z = prediction_errors(model, x, mu, logvar, n_samples=7, generator=make_generator(3))
+    torch.testing.assert_close(g_mu, eps_x @ model.decoder[0].weight - mu)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn((7, 5, 2), dtype=torch.float64, generator=make_generator(3))
+    torch.testing.assert_close(eps_z, z.mean(0))
+
+
+def test_bernoulli_error_is_minus_the_logit_gradient_of_the_loss():
+    model = LatentGaussianModel(12, 2, hidden=8, depth=1, seed=0)
+    x = torch.bernoulli(torch.full((3, 12), 0.4), generator=make_generator(0))
+    mu, logvar = torch.zeros(3, 2), torch.zeros(3, 2)
+    eps_x, _ = prediction_errors(model, x, mu, logvar, n_samples=4, generator=make_generator(1))
+    z = torch.randn((4, 3, 2), generator=make_generator(1))
+    logits = model.decode(z).detach().requires_grad_(True)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="sum")
+    (g,) = torch.autograd.grad(bce, logits)
+    torch.testing.assert_close(eps_x, -g.mean(0))
+
+
+# --- zero and one iteration ---------------------------------------------------------------------
+
+def test_zero_iterations_stay_at_the_prior():
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
+    enc = IterativeEncoder(8, 2, hidden=8, seed=1)
+    x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
+    res = iterative_inference(enc, model, x, n_iterations=0, n_samples=3, generator=make_generator(4))
+    assert res.elbo.shape == (1, 5) and res.mu_path.shape == (1, 5, 2)
+    assert (res.mu == 0).all() and (res.logvar == 0).all()
+    want = elbo(model, x, torch.zeros(5, 2), torch.zeros(5, 2), n_samples=3, generator=make_generator(4))
+    torch.testing.assert_close(res.elbo[0], want)
+
+
+def test_one_iteration_is_a_standard_encoder_of_an_affine_function_of_x():
+    # On a linear-Gaussian model both gradients at the prior are affine in x for fixed noise eps
+    # (grad_mu = A x + c, grad_logvar = eps-weighted A x + c'), so lambda_1 = f(affine(x)) is a
+    # standard inference model with a fixed first layer.
+    model = linear_gaussian()
+    enc = IterativeEncoder(6, 2, hidden=16, normalization="none", seed=2).to(torch.float64)
+    g = make_generator(0)
+    x1, x2 = (torch.randn(4, 6, dtype=torch.float64, generator=g) for _ in range(2))
+    r1 = iterative_inference(enc, model, x1, n_iterations=1, n_samples=3, generator=make_generator(9))
+    r2 = iterative_inference(enc, model, x2, n_iterations=1, n_samples=3, generator=make_generator(9))
+    zeros = torch.zeros(4, 2, dtype=torch.float64)
+    _, g1, l1 = elbo_grad(model, x1, zeros, zeros, n_samples=3, generator=make_generator(9))
+    _, g2, l2 = elbo_grad(model, x2, zeros, zeros, n_samples=3, generator=make_generator(9))
+    W, prec = model.decoder[0].weight, torch.exp(-model.x_logvar)
+    torch.testing.assert_close(g1 - g2, (x1 - x2) @ (prec[:, None] * W))       # affine in x, slope W^T / sigma^2
+    eps = torch.randn((3, 4, 2), dtype=torch.float64, generator=make_generator(9))
+    torch.testing.assert_close(l1 - l2, 0.5 * eps.mean(0) * ((x1 - x2) @ (prec[:, None] * W)))
+    with torch.no_grad():
+        torch.testing.assert_close(r1.mu, enc(x1, zeros, zeros, (g1, l1))[0])
+        torch.testing.assert_close(r2.logvar, enc(x2, zeros, zeros, (g2, l2))[1])
+
+
+def test_per_iteration_elbo_is_chapter_3_estimator():
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
+    x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
+    enc = IterativeEncoder(8, 2, hidden=8, seed=1)
+    res = iterative_inference(enc, model, x, n_iterations=4, n_samples=3, generator=make_generator(7))
+    g = make_generator(7)
+    replay = torch.stack([elbo(model, x, m, lv, n_samples=3, generator=g) for m, lv in zip(res.mu_path, res.logvar_path)])
+    torch.testing.assert_close(res.elbo, replay)
+
+
+# --- training -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["gradient", "error"])
+def test_train_step_gradients_match_the_unrolled_loss(encoding):
+    """One autograd call per iterate gives the gradients of mean_t -ELBO_t (phi) and -ELBO_T (theta)."""
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0).double()
+    enc = IterativeEncoder(8, 2, hidden=8, encoding=encoding, seed=1).double()
+    x = torch.bernoulli(torch.full((5, 8), 0.5, dtype=torch.float64), generator=make_generator(0))
+    enc_opt = torch.optim.SGD(enc.parameters(), lr=0.0)
+    dec_opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    means = train_step(enc, model, x, enc_opt, dec_opt, n_iterations=3, n_samples=2, generator=make_generator(5))
+    got_enc = [p.grad.clone() for p in enc.parameters()]
+    got_dec = [p.grad.clone() for p in model.parameters()]
+    # the reference: build every iterate, then differentiate the whole loss at once
+    g = make_generator(5)
+    mu = torch.zeros(5, 2, dtype=torch.float64, requires_grad=True)
+    logvar = torch.zeros(5, 2, dtype=torch.float64, requires_grad=True)
+    values = []
+    for t in range(4):
+        v = elbo(model, x, mu, logvar, n_samples=2, generator=g)
+        values.append(v)
+        if t < 3:
+            if encoding == "gradient":
+                signal = torch.autograd.grad(v.sum(), (mu, logvar), retain_graph=True)
+            else:
+                signal = prediction_errors(model, x, mu.detach(), logvar.detach(), n_samples=2, generator=g)
+            mu, logvar = enc(x, mu.detach(), logvar.detach(), signal)
+    loss_enc = -torch.stack([v.mean() for v in values[1:]]).mean()
+    want_enc = torch.autograd.grad(loss_enc, list(enc.parameters()), retain_graph=True)
+    want_dec = torch.autograd.grad(-values[-1].mean(), list(model.parameters()))
+    for a, b in zip(got_enc, want_enc):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(got_dec, want_dec):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(means, torch.stack([v.mean() for v in values]).detach())
+
+
+def test_mixed_precision_step_runs_and_stays_close():
+    model = LatentGaussianModel(16, 3, hidden=16, depth=1, seed=0)
+    x = torch.bernoulli(torch.full((8, 16), 0.4), generator=make_generator(0))
+    out = {}
+    for mp in (False, True):
+        enc = IterativeEncoder(16, 3, hidden=16, seed=1)
+        opt = torch.optim.SGD(enc.parameters(), lr=0.0)
+        out[mp] = train_step(enc, model, x, opt, n_iterations=2, n_samples=4, generator=make_generator(3),
+                             mixed_precision=mp)
+        assert all(p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in enc.parameters())
+    assert out[True].dtype == torch.float32
+    torch.testing.assert_close(out[True], out[False], atol=0.5, rtol=0.02)
+
+
+def test_trained_model_approaches_the_closed_form_optimum_on_a_linear_gaussian_model():
+    model = linear_gaussian(x_dim=6, z_dim=2, seed=3)
+    with torch.no_grad():
+        z = torch.randn(512, 2, dtype=torch.float64, generator=make_generator(0))
+        noise = torch.randn(512, 6, dtype=torch.float64, generator=make_generator(1))
+        x = model.decode(z) + noise * torch.exp(0.5 * model.x_logvar)
+    enc = IterativeEncoder(6, 2, hidden=32, depth=2, normalization="log_sign", seed=4).double()
+    before = [p.clone() for p in model.parameters()]
+    hist = train_iterative(enc, model, x[:448], epochs=40, n_iterations=4, n_samples=4, batch_size=64,
+                           lr_encoder=3e-3, train_decoder=False, seed=0, show_progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))    # theta untouched
+    x_test = x[448:]
+    _, _, elbo_opt = closed_form_optimum(model, x_test)
+    res = iterative_inference(enc, model, x_test, n_iterations=4, n_samples=4, generator=make_generator(2))
+    final = elbo(model, x_test, res.mu, res.logvar, n_samples=2000, generator=make_generator(3))
+    prior_gap = float((elbo_opt - res.elbo[0]).detach().mean())
+    gap = float((elbo_opt - final).detach().mean())
+    assert hist.train_elbo[-1] > hist.train_elbo[0]
+    assert prior_gap > 1.0
+    assert -0.05 < gap < 0.1 < prior_gap / 10
+
+
+def test_training_on_digits_raises_the_elbo_and_is_reproducible(digits):
+    x_train, x_test = digits
+
+    def run(seed):
+        model = LatentGaussianModel(64, 4, hidden=32, depth=1, seed=0)
+        enc = IterativeEncoder(64, 4, hidden=32, depth=1, seed=1)
+        return train_iterative(enc, model, x_train, x_test, epochs=3, n_iterations=2, n_samples=2, batch_size=100,
+                               lr_encoder=3e-3, lr_decoder=3e-3, seed=seed, show_progress=False)
+
+    h1, h2, h3 = run(0), run(0), run(1)
+    assert isinstance(h1, IterativeHistory) and h1.epochs == [1, 2, 3]
+    assert len(h1.train_elbo) == len(h1.test_elbo) == 3
+    assert h1.test_elbo[-1] > h1.test_elbo[0]
+    assert h1 == h2 and h1 != h3
+
+
+# --- devices and bad input ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["gradient", "error"])
+def test_runs_on_device(device, encoding):
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0).to(device)
+    enc = IterativeEncoder(8, 2, hidden=8, encoding=encoding, seed=1).to(device)
+    x = torch.bernoulli(torch.full((5, 8), 0.5, device=device), generator=make_generator(0, device))
+    res = iterative_inference(enc, model, x, n_iterations=2, n_samples=2, generator=make_generator(1, device))
+    assert res.mu.device.type == device.type and res.elbo.shape == (3, 5)
+    opt = torch.optim.Adam(enc.parameters(), lr=1e-3)
+    means = train_step(enc, model, x, opt, n_iterations=2, n_samples=2, generator=make_generator(2, device))
+    assert means.shape == (3,) and means.device.type == device.type and torch.isfinite(means).all()
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        IterativeEncoder(8, 2, encoding="gradients")
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        IterativeEncoder(8, 2, normalization="batch")
+    with pytest.raises(TypeError, match="include_x must be a bool"):
+        IterativeEncoder(8, 2, include_x=1)
+    with pytest.raises(ValueError, match="z_dim must be > 0"):
+        IterativeEncoder(8, 0)
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
+    enc = IterativeEncoder(8, 2, hidden=8, seed=1)
+    x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
+    with pytest.raises(TypeError, match="encoder must be an IterativeEncoder"):
+        iterative_inference(nn.Linear(8, 4), model, x)
+    with pytest.raises(TypeError, match="model must be a LatentGaussianModel"):
+        iterative_inference(enc, nn.Linear(2, 8), x)
+    with pytest.raises(ValueError, match="must agree on"):
+        iterative_inference(IterativeEncoder(8, 3), model, x)
+    with pytest.raises(ValueError, match="n_iterations must be >= 0"):
+        iterative_inference(enc, model, x, n_iterations=-1)
+    with pytest.raises(TypeError, match="n_iterations must be an int"):
+        iterative_inference(enc, model, x, n_iterations=2.0)
+    with pytest.raises(ValueError, match="only 0s and 1s"):
+        iterative_inference(enc, model, x * 0.5)
+    with pytest.raises(ValueError, match="x must have shape"):
+        iterative_inference(enc, model, x[:, :4])
+    with pytest.raises(ValueError, match="mu must have shape"):
+        iterative_inference(enc, model, x, mu=torch.zeros(5, 3))
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        iterative_inference(enc, model, x, generator=0)
+    zeros = torch.zeros(5, 2)
+    with pytest.raises(TypeError, match="signal must be a pair of tensors"):
+        enc(x, zeros, zeros, zeros)
+    with pytest.raises(ValueError, match=r"signal\[1\] must have shape \(batch, 2\)"):
+        enc(x, zeros, zeros, (zeros, torch.zeros(5, 3)))
+    with pytest.raises(ValueError, match=r"signal\[0\] must have shape \(batch, 8\)"):
+        IterativeEncoder(8, 2, hidden=8, encoding="error")(x, zeros, zeros, (zeros, zeros))
+    opt = torch.optim.Adam(enc.parameters())
+    with pytest.raises(ValueError, match="n_iterations must be > 0"):
+        train_step(enc, model, x, opt, n_iterations=0)
+    with pytest.raises(ValueError, match="batch_size must be > 0"):
+        train_iterative(enc, model, x, epochs=1, batch_size=0)
+    with pytest.raises(ValueError, match="lr_encoder must be > 0"):
+        train_iterative(enc, model, x, epochs=1, lr_encoder=-1.0)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        train_iterative(enc, model, x, epochs=1, seed=1.5)
+    with pytest.raises(ValueError, match="x_train must contain only 0s and 1s"):
+        train_iterative(enc, model, x + 0.5, epochs=1)
