@@ -1,0 +1,139 @@
+"""Checks for Chapter 5's exercises: the leapfrog integrator and UIVI's score estimate.
+
+    leapfrog(q, p, grad_log_prob, step_size, n_steps) -> (q, p)
+    score_estimate(z, eps_samples, mean_fn, logvar) -> (N, d)
+"""
+from __future__ import annotations
+
+import torch
+
+from . import CheckFailed, call, expect, expect_close, expect_tensor, passed
+
+__all__ = ["check_leapfrog", "check_score_estimate", "GRADED", "CheckFailed"]
+
+# a correlated Gaussian target N(m, S) in 2-D
+_M = torch.tensor([1.0, -2.0], dtype=torch.float64)
+_P = torch.linalg.inv(torch.tensor([[1.0, 0.8], [0.8, 2.0]], dtype=torch.float64))
+
+
+def _grad_log_prob(q):
+    return -(q - _M) @ _P
+
+
+def _log_prob(q):
+    d = q - _M
+    return -0.5 * torch.einsum("...i,ij,...j->...", d, _P, d)
+
+
+def _reference_leapfrog(q, p, grad_log_prob, step_size, n_steps):
+    p = p + 0.5 * step_size * grad_log_prob(q)
+    for i in range(n_steps):
+        q = q + step_size * p
+        p = p + (step_size if i < n_steps - 1 else 0.5 * step_size) * grad_log_prob(q)
+    return q, p
+
+
+def _energy(q, p):
+    return -_log_prob(q) + 0.5 * p.pow(2).sum(-1)
+
+
+def check_leapfrog(leapfrog) -> None:
+    """The student's leapfrog must match the reference integrator step for step."""
+    name = "leapfrog"
+    g = torch.Generator().manual_seed(0)
+    q0 = torch.randn(6, 2, dtype=torch.float64, generator=g)
+    p0 = torch.randn(6, 2, dtype=torch.float64, generator=g)
+    n = 0
+    out = call(leapfrog, name, q0.clone(), p0.clone(), _grad_log_prob, 0.1, 1)
+    expect(isinstance(out, tuple) and len(out) == 2, f"{name} must return a tuple (q, p), got {type(out).__name__}")
+    q1, p1 = out
+    expect_tensor(q1, f"{name}'s q", (6, 2))
+    expect_tensor(p1, f"{name}'s p", (6, 2))
+    n += 1
+    ref_q, ref_p = _reference_leapfrog(q0, p0, _grad_log_prob, 0.1, 1)
+    if (q1 - (q0 + 0.1 * p0)).abs().max() < 1e-9:
+        raise CheckFailed(f"{name}: the position moved by step_size * p with the initial momentum; first give the "
+                          f"momentum a half step, p + (step_size / 2) * grad_log_prob(q), then move q")
+    if (q1 - (q0 - 0.1 * (p0 - 0.05 * _grad_log_prob(q0)))).abs().max() < 1e-9 or \
+            (q1 - (q0 + 0.1 * (p0 - 0.05 * _grad_log_prob(q0)))).abs().max() < 1e-9:
+        raise CheckFailed(f"{name}: the momentum moved against the gradient; with U = -log_prob the update is "
+                          f"p + step * grad_log_prob(q) (downhill in U, uphill in log_prob)")
+    expect_close(q1, ref_q, name, "q after one step", atol=1e-9,
+                 hint="One step: p += (h/2) grad(q); q += h p; p += (h/2) grad(q).")
+    expect_close(p1, ref_p, name, "p after one step", atol=1e-9,
+                 hint="End with a half step for the momentum, using the gradient at the new position.")
+    n += 2
+    for h, steps in ((0.2, 5), (0.05, 13)):
+        q_s, p_s = call(leapfrog, name, q0.clone(), p0.clone(), _grad_log_prob, h, steps)
+        ref_q, ref_p = _reference_leapfrog(q0, p0, _grad_log_prob, h, steps)
+        full_q, _ = _reference_leapfrog(q0, p0, _grad_log_prob, h, 1)
+        expect_close(q_s, ref_q, name, f"q after {steps} steps of size {h}", atol=1e-8,
+                     hint="Between positions the momentum takes full steps h * grad(q); only the first and last "
+                          "momentum steps are halves. Did you loop n_steps times?")
+        expect_close(p_s, ref_p, name, f"p after {steps} steps of size {h}", atol=1e-8)
+        n += 2
+    # the two properties HMC relies on
+    q_f, p_f = call(leapfrog, name, q0.clone(), p0.clone(), _grad_log_prob, 0.05, 30)
+    q_b, p_b = call(leapfrog, name, q_f.clone(), -p_f.clone(), _grad_log_prob, 0.05, 30)
+    expect_close(q_b, q0, name, "q after integrating forward and back with the momentum flipped", atol=1e-8,
+                 hint="The leapfrog map must be time reversible.")
+    drift = float((_energy(q_f, p_f) - _energy(q0, p0)).abs().max())
+    expect(drift < 0.02, f"{name}: the energy -log_prob(q) + |p|^2/2 changed by {drift:.3g} over 30 steps of "
+                         f"size 0.05; leapfrog should keep it nearly constant")
+    n += 2
+    passed(name, n)
+
+
+def _reference_score(z, eps_samples, mean_fn, logvar):
+    return -(z - mean_fn(eps_samples).mean(0)) * torch.exp(-logvar)
+
+
+def check_score_estimate(score_estimate) -> None:
+    """The student's score estimate must average grad_z log q(z | eps') over the samples of each z."""
+    name = "score_estimate"
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(2, 3, dtype=torch.float64, generator=g)
+    b = torch.tensor([0.3, -0.7], dtype=torch.float64)
+    mean_fn = lambda e: torch.tanh(e @ W.T) + b  # noqa: E731
+    logvar = torch.tensor([-1.0, 0.5], dtype=torch.float64)
+    z = torch.randn(7, 2, dtype=torch.float64, generator=g)
+    eps_samples = torch.randn(5, 7, 3, dtype=torch.float64, generator=g)
+    out = call(score_estimate, name, z, eps_samples, mean_fn, logvar)
+    expect_tensor(out, name, (7, 2))
+    ref = _reference_score(z, eps_samples, mean_fn, logvar)
+    wrong_batch = -(z - mean_fn(eps_samples).mean((0, 1))) * torch.exp(-logvar)
+    if torch.allclose(out, wrong_batch, atol=1e-9):
+        raise CheckFailed(f"{name}: you averaged over the batch as well; average over the HMC samples (dim 0) only, "
+                          f"so that each z gets its own score")
+    if torch.allclose(out, -ref, atol=1e-9):
+        raise CheckFailed(f"{name}: the sign is flipped; grad_z log N(z; mu, sigma^2) = -(z - mu) / sigma^2")
+    if torch.allclose(out, ref * torch.exp(0.5 * logvar), atol=1e-9):
+        raise CheckFailed(f"{name}: you divided by sigma; the Gaussian score divides by the variance "
+                          f"sigma^2 = exp(logvar)")
+    expect_close(out, ref, name, "the score", atol=1e-9,
+                 hint="score = mean over s of -(z - mu(eps_s)) / exp(logvar).")
+    n = 5
+    # one sample: the score of the conditional itself
+    one = call(score_estimate, name, z, eps_samples[:1], mean_fn, logvar)
+    expect_close(one, -(z - mean_fn(eps_samples[0])) * torch.exp(-logvar), name, "the score from one sample",
+                 atol=1e-9)
+    n += 1
+    # the linear case: with exact draws of q(eps | z), the estimate averages to the exact score
+    A = torch.tensor([[1.0, 0.5, -0.3], [0.2, -0.8, 0.6]], dtype=torch.float64)
+    lv = torch.log(torch.tensor([0.25, 0.25], dtype=torch.float64))
+    Dinv = torch.diag(torch.exp(-lv))
+    C = torch.linalg.inv(torch.eye(3, dtype=torch.float64) + A.T @ Dinv @ A)
+    z0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
+    m = z0 @ (C @ A.T @ Dinv).T
+    draws = m + torch.randn(10, 20000, 3, dtype=torch.float64, generator=g) @ torch.linalg.cholesky(C).T
+    est = call(score_estimate, name, z0.expand(20000, 2), draws, lambda e: e @ A.T, lv)
+    exact = -z0 @ torch.linalg.inv(A @ A.T + torch.diag(torch.exp(lv)))
+    err = float((est.mean(0) - exact[0]).abs().max())
+    se = float((est.std(0) / 20000 ** 0.5).max())
+    expect(err < 5 * se + 1e-3, f"{name}: in the linear case the estimate averages to {est.mean(0).tolist()} but the "
+                                f"exact score is {exact[0].tolist()}")
+    n += 1
+    passed(name, n)
+
+
+GRADED = {"leapfrog": (check_leapfrog, 5), "score_estimate": (check_score_estimate, 5)}
