@@ -7,7 +7,8 @@ PY=${PYTHON:-python3}
 PIP=".venv/bin/python -m pip"
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # The CPU build of torch: a bare `torch` from PyPI is a multi-GB CUDA build on Linux.
-  $PIP install -q "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+  # (--retries/--timeout: where that index is unreachable, pip moves on quickly to the others)
+  $PIP install -q --retries 1 --timeout 15 "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 $PIP install -q -r requirements.txt
 $PIP install -q --no-deps -e .

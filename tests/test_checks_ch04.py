@@ -5,15 +5,6 @@ from iai_core import IterativeEncoder, train_iterative
 from iai_core.checks import CheckFailed, ch04
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These networks are tiny: one thread is faster than several on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def good_gated_update(lam, delta, gate):
     return gate * lam.detach() + (1 - gate) * delta
 

@@ -6,14 +6,6 @@ from iai_core import (IterativeEncoder, IterativeHistory, LatentGaussianModel, e
                       iterative_inference, load_digits, make_generator, normalize, prediction_errors,
                       train_iterative, train_step)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These networks are tiny: one thread is faster than several on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def linear_gaussian(x_dim=6, z_dim=2, seed=0, dtype=torch.float64):
     """A linear-Gaussian model (factor analysis): p(x | z) = N(W z + b, diag sigma^2)."""
