@@ -92,9 +92,12 @@ def test_committed_executed_in_order_without_errors(path):
         counts.append(cell["execution_count"])
         for out in cell["outputs"]:
             assert out["output_type"] != "error", f"stored error in {src(cell)[:60]!r}"
-            text = "".join(out.get("text", ""))
+            text = "".join(out.get("text", "")) + "".join(out.get("data", {}).get("text/plain", ""))
             assert not re.search(r"(/work/|/tmp/|/root/|/home/)", text), "an output shows a local path"
             assert "it/s]" not in text and "s/it]" not in text, "a progress bar was stored"
+            if "interact(" not in src(cell):
+                assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), \
+                    "a widget output (e.g. a progress bar) was stored outside an interact cell"
     assert counts == sorted(counts), "cells were executed out of order"
     assert "widgets" not in nb["metadata"], "widget state is stored (the book would load widget scripts from a CDN)"
 
