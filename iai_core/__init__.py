@@ -48,7 +48,7 @@ from .iterative import (ENCODINGS, NORMALIZATIONS, IterativeEncoder, IterativeHi
                         gated_update, iterative_inference, normalize, prediction_errors, train_iterative, train_step)
 
 # Chapter 5
-from .hmc import HMCResult, adapt_step_size, autograd_grad, hmc, leapfrog
+from .hmc import HMCResult, adapt_step_size, autograd_grad, leapfrog, run_hmc
 from .targets import TARGETS, ToyTarget, banana, make_target, two_modes, x_shaped
 from .semi_implicit import (FitHistory, SemiImplicit, SemiImplicitHistory, elbo_bounds, fit_semi_implicit,
                             gaussian_elbo, log_marginal_semi_implicit, reverse_conditional, score_from_samples,

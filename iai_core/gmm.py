@@ -16,6 +16,7 @@ import torch
 
 from ._progress import progress
 from ._validate import check_generator, check_positive, check_tensor
+from .gaussian import LOG_2PI
 
 __all__ = ["GaussianMixture", "EMResult", "component_log_prob", "responsibilities", "log_likelihood",
            "e_step", "m_step", "init_gmm", "fit_gmm", "fit_gmm_gradient"]
@@ -92,7 +93,7 @@ def component_log_prob(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
         y = y - (gmm.means[:, None, :] @ prec_chol.transpose(1, 2)).view(1, k, d)
         diff2 = torch.einsum("nke,nke->nk", y, y)
         log_det = 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
-    log_norm = -0.5 * (d * math.log(2 * math.pi) + log_det + diff2)
+    log_norm = -0.5 * (d * LOG_2PI + log_det + diff2)
     return gmm.weights.log() + log_norm
 
 

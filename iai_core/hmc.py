@@ -20,7 +20,7 @@ import torch
 
 from ._validate import check_generator, check_positive, check_tensor
 
-__all__ = ["HMCResult", "autograd_grad", "leapfrog", "hmc", "adapt_step_size"]
+__all__ = ["HMCResult", "autograd_grad", "leapfrog", "run_hmc", "adapt_step_size"]
 
 LogProb = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,7 +74,7 @@ def adapt_step_size(step_size: torch.Tensor, accept_rate: torch.Tensor, target_a
 
 @dataclass
 class HMCResult:
-    """What one call of ``hmc`` produced.
+    """What one call of ``run_hmc`` produced.
 
     samples: (n_keep, *batch, d), the states after each kept iteration (detached);
     chain: (n_burn + n_keep + 1, *batch, d), every state from the start point on;
@@ -114,7 +114,7 @@ def _check_hmc_args(log_prob, grad_log_prob, q0, step_size, n_burn, n_keep, n_le
 
 
 @torch.no_grad()
-def hmc(log_prob: LogProb, q0: torch.Tensor, *, grad_log_prob: LogProb | None = None, step_size=0.2,
+def run_hmc(log_prob: LogProb, q0: torch.Tensor, *, grad_log_prob: LogProb | None = None, step_size=0.2,
         n_burn: int = 5, n_keep: int = 5, n_leapfrog: int = 5, adapt: bool = True, target_accept: float = 0.9,
         adapt_rate: float = 0.01, generator: torch.Generator | None = None,
         record_trajectories: bool = False, validate: bool = True) -> HMCResult:

@@ -32,7 +32,7 @@ from ._progress import progress
 from ._random import make_generator, seeded
 from ._validate import check_generator, check_positive, check_tensor
 from .gaussian import LOG_2PI, log_normal_diag
-from .hmc import HMCResult, hmc
+from .hmc import HMCResult, run_hmc
 
 __all__ = ["SemiImplicit", "sivi_elbo", "elbo_bounds", "gaussian_elbo", "reverse_conditional",
            "score_from_samples", "uivi_score", "uivi_surrogate", "FitHistory", "fit_semi_implicit",
@@ -351,7 +351,7 @@ def reverse_conditional(q: SemiImplicit, z: torch.Tensor, eps: torch.Tensor, x: 
     check_positive("target_accept", target_accept)
     check_generator("generator", generator, eps.device)
     log_prob, grad_log_prob = q.reverse_log_prob(z, x)
-    res = hmc(log_prob, eps.detach().reshape(-1, q.noise_dim), grad_log_prob=grad_log_prob, step_size=step_size,
+    res = run_hmc(log_prob, eps.detach().reshape(-1, q.noise_dim), grad_log_prob=grad_log_prob, step_size=step_size,
               n_burn=n_burn, n_keep=n_keep, n_leapfrog=n_leapfrog, adapt=adapt, target_accept=target_accept,
               generator=generator, record_trajectories=record_trajectories, validate=False)
     lead = eps.shape[:-1]                                   # the chains ran as rows: restore their shape

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from iai_core import make_generator
-from iai_core.hmc import adapt_step_size, autograd_grad, hmc, leapfrog
+from iai_core.hmc import adapt_step_size, autograd_grad, leapfrog, run_hmc
 
 # a correlated 2-D Gaussian target N(m, S), with its exact gradient
 M = torch.tensor([1.0, -2.0], dtype=torch.float64)
@@ -64,7 +64,7 @@ def test_hmc_leaves_a_gaussian_invariant():
     g = make_generator(3)
     ref = torch.distributions.MultivariateNormal(M, S)
     q0 = M + torch.randn(n, 2, dtype=torch.float64, generator=g) @ torch.linalg.cholesky(S).T
-    res = hmc(log_prob, q0, grad_log_prob=grad_log_prob, step_size=0.3, n_burn=5, n_keep=5, generator=g)
+    res = run_hmc(log_prob, q0, grad_log_prob=grad_log_prob, step_size=0.3, n_burn=5, n_keep=5, generator=g)
     assert res.samples.shape == (5, n, 2) and res.chain.shape == (11, n, 2) and res.accepted.shape == (10, n)
     last = res.samples[-1]
     se_mean = torch.sqrt(torch.diag(S) / n)
@@ -79,7 +79,7 @@ def test_hmc_leaves_a_gaussian_invariant():
 def test_hmc_moves_from_a_bad_start_to_the_target():
     g = make_generator(4)
     q0 = torch.full((2000, 2), 4.0, dtype=torch.float64)
-    res = hmc(log_prob, q0, step_size=0.4, n_burn=20, n_keep=30, generator=g)    # autograd gradients
+    res = run_hmc(log_prob, q0, step_size=0.4, n_burn=20, n_keep=30, generator=g)    # autograd gradients
     last = res.samples[-1]
     assert ((last.mean(0) - M).abs() < 0.15).all()
     assert ((torch.cov(last.T) - S).abs() < 0.3).all()
@@ -90,10 +90,10 @@ def test_step_size_adaptation_follows_the_uivi_rule():
     torch.testing.assert_close(adapt_step_size(step, torch.tensor(1.0)), step * (1 + 0.01 * 0.1 / 0.9))
     torch.testing.assert_close(adapt_step_size(step, torch.tensor(0.0)), step * 0.99)
     q0 = torch.zeros(100, 2, dtype=torch.float64)
-    fixed = hmc(log_prob, q0, grad_log_prob=grad_log_prob, step_size=0.2, adapt=False, generator=make_generator(5))
+    fixed = run_hmc(log_prob, q0, grad_log_prob=grad_log_prob, step_size=0.2, adapt=False, generator=make_generator(5))
     assert float(fixed.step_size) == pytest.approx(0.2)
     # a tiny step is almost always accepted, so burn-in grows it; kept iterations leave it alone
-    tiny = hmc(log_prob, q0, grad_log_prob=grad_log_prob, step_size=1e-3, n_burn=5, n_keep=5,
+    tiny = run_hmc(log_prob, q0, grad_log_prob=grad_log_prob, step_size=1e-3, n_burn=5, n_keep=5,
                generator=make_generator(5))
     assert float(tiny.step_size) == pytest.approx(1e-3 * (1 + 0.01 * 0.1 / 0.9) ** 5, rel=1e-6)
 
@@ -104,16 +104,16 @@ def test_nan_proposals_are_rejected():
         return torch.where(q[..., 0] > 1.0, torch.nan, lp)
 
     q0 = torch.zeros(500, 2, dtype=torch.float64)
-    res = hmc(bad_log_prob, q0, step_size=0.5, n_burn=0, n_keep=10, generator=make_generator(6))
+    res = run_hmc(bad_log_prob, q0, step_size=0.5, n_burn=0, n_keep=10, generator=make_generator(6))
     assert torch.isfinite(res.chain).all()
     assert (res.chain[..., 0] <= 1.0).all()
 
 
 def test_trajectories_are_recorded_and_match_the_plain_run():
     q0 = torch.zeros(3, 2, dtype=torch.float64)
-    a = hmc(log_prob, q0, grad_log_prob=grad_log_prob, n_burn=2, n_keep=3, n_leapfrog=4, generator=make_generator(7),
+    a = run_hmc(log_prob, q0, grad_log_prob=grad_log_prob, n_burn=2, n_keep=3, n_leapfrog=4, generator=make_generator(7),
             record_trajectories=True)
-    b = hmc(log_prob, q0, grad_log_prob=grad_log_prob, n_burn=2, n_keep=3, n_leapfrog=4, generator=make_generator(7))
+    b = run_hmc(log_prob, q0, grad_log_prob=grad_log_prob, n_burn=2, n_keep=3, n_leapfrog=4, generator=make_generator(7))
     assert a.trajectories.shape == (5, 5, 3, 2)
     torch.testing.assert_close(a.chain, b.chain)
     torch.testing.assert_close(a.trajectories[:, 0], a.chain[:-1])
@@ -121,7 +121,7 @@ def test_trajectories_are_recorded_and_match_the_plain_run():
 
 def test_hmc_runs_on_every_device(device):
     q0 = torch.zeros(10, 2, device=device)
-    res = hmc(log_prob, q0, generator=make_generator(8, device))
+    res = run_hmc(log_prob, q0, generator=make_generator(8, device))
     for t in (res.samples, res.chain, res.step_size, res.accept_rate):
         assert t.device.type == device.type
     assert res.samples.dtype == torch.float32 and res.step_size.dtype == torch.float32
@@ -145,7 +145,7 @@ def test_bad_arguments_raise(kwargs, error, match):
     args.update(kwargs)
     lp, q0 = args.pop("log_prob"), args.pop("q0")
     with pytest.raises(error, match=match):
-        hmc(lp, q0, **args)
+        run_hmc(lp, q0, **args)
 
 
 def test_autograd_grad_rejects_non_callables():
