@@ -7,12 +7,16 @@ batch 64, 784 binary pixels, 64 latents, encoder and decoder with 2 hidden layer
 units, T = 5 inference iterations with 10 samples each, two Adam optimizers (lr 2e-4). A step is
 the whole thing: T + 1 ELBO evaluations, their gradients, both optimizer steps.
 
-Two procedures are timed, interleaved step by step so that both see the same machine load:
+Three procedures are timed, interleaved step by step so that all see the same machine load:
   ours      iai_core.train_step: one autograd.grad call per iterate, asking only for what that
-            iterate needs (grad_lambda, phi; theta at the last iterate only)
+            iterate needs (grad_lambda, phi; theta at the last iterate only), with the fused
+            Adam that iai_core.train_iterative builds
   official  the official code's procedure on the same modules: at every iterate a full
             .backward(retain_graph=True) into every parameter, decoder gradients zeroed before
-            the last iterate, encoder gradients divided by T
+            the last iterate, encoder gradients divided by T, PyTorch's default Adam
+  gemm-only the step's matrix products alone (same shapes, same order, preallocated outputs, no
+            autograd, no elementwise work): a floor no implementation of this step in float32
+            eager PyTorch gets under on the machine at the time
 The report gives the median time of each (with quartiles), the machine's load average, and
 the 250 ms per step the issue reports for the official code itself on a quiet 2-core machine.
 ``--mixed-precision`` times ours with the decoder passes in bfloat16 (AMX on recent Intel CPUs).
@@ -30,6 +34,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from iai_core import IterativeEncoder, LatentGaussianModel, elbo, make_generator, train_step  # noqa: E402
+from iai_core.iterative import _adam  # noqa: E402  (the optimizers train_iterative builds)
 
 OFFICIAL_MS = 250.0
 
@@ -54,6 +59,48 @@ def official_style_step(encoder, model, x, enc_opt, dec_opt, *, n_iterations, n_
     dec_opt.step()
 
 
+def gemm_only_step(D, d, H, batch, T, S, enc_in):
+    """The matrix products of one training step, in order, into preallocated outputs.
+
+    Decoder (rows = S * batch): T + 1 forward passes and input-gradient passes (down to z, for
+    grad_lambda), weight gradients once (t = T). Encoder (rows = batch, input enc_in): T forward
+    passes, input gradients of its upper two layers and weight gradients of all three.
+    """
+    g = make_generator(0)
+    r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
+    dec = [(d, H), (H, H), (H, D)]
+    enc = [(enc_in, H), (H, H), (H, 4 * d)]
+    rows = S * batch
+    dW = [r(o, i) for i, o in dec]
+    eW = [r(o, i) for i, o in enc]
+    dh = [r(rows, i) for i, _ in dec] + [r(rows, D)]              # activations, layer by layer
+    eh = [r(batch, i) for i, _ in enc] + [r(batch, 4 * d)]
+    d_out = [torch.empty(rows, o) for _, o in dec]
+    d_in = [torch.empty(rows, i) for i, _ in dec]
+    d_gw = [torch.empty(o, i) for i, o in dec]
+    e_out = [torch.empty(batch, o) for _, o in enc]
+    e_in = [torch.empty(batch, i) for i, _ in enc]
+    e_gw = [torch.empty(o, i) for i, o in enc]
+
+    def step():
+        for t in range(T + 1):
+            for k in range(3):                                      # decoder forward
+                torch.mm(dh[k], dW[k].t(), out=d_out[k])
+            for k in reversed(range(3)):                            # decoder input gradients
+                torch.mm(dh[k + 1], dW[k], out=d_in[k])
+                if t == T:                                          # decoder weight gradients
+                    torch.mm(dh[k + 1].t(), dh[k], out=d_gw[k])
+            if t < T:
+                for k in range(3):                                  # encoder forward
+                    torch.mm(eh[k], eW[k].t(), out=e_out[k])
+            if t > 0:
+                for k in reversed(range(3)):                        # encoder backward
+                    torch.mm(eh[k + 1].t(), eh[k], out=e_gw[k])
+                    if k > 0:
+                        torch.mm(eh[k + 1], eW[k], out=e_in[k])
+    return step
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=30, help="timed steps of each procedure (after warm-up)")
@@ -68,15 +115,18 @@ def main(argv=None) -> int:
     D, d, H, batch, T, S = 784, 64, 512, 64, 5, 10
     model = LatentGaussianModel(D, d, hidden=H, depth=2, activation=nn.ELU, seed=0)
     encoder = IterativeEncoder(D, d, hidden=H, depth=2, encoding=a.encoding, seed=1)
-    enc_opt = torch.optim.Adam(encoder.parameters(), lr=2e-4)
-    dec_opt = torch.optim.Adam(model.parameters(), lr=2e-4)
+    enc_opt, dec_opt = _adam(encoder.parameters(), 2e-4), _adam(model.parameters(), 2e-4)
+    # the official code's optimizers: PyTorch's default (unfused) Adam
+    off_enc_opt = torch.optim.Adam(encoder.parameters(), lr=2e-4)
+    off_dec_opt = torch.optim.Adam(model.parameters(), lr=2e-4)
     gen = make_generator(0)
     x = torch.bernoulli(torch.full((batch, D), 0.13), generator=gen)
     kw = dict(n_iterations=T, n_samples=S, generator=gen)
     ours = lambda: train_step(encoder, model, x, enc_opt, dec_opt, validate=False,  # noqa: E731
                               mixed_precision=a.mixed_precision, **kw)
-    official = lambda: official_style_step(encoder, model, x, enc_opt, dec_opt, **kw)  # noqa: E731
+    official = lambda: official_style_step(encoder, model, x, off_enc_opt, off_dec_opt, **kw)  # noqa: E731
     procs = {"ours": ours} if a.only_ours or a.encoding != "gradient" else {"ours": ours, "official": official}
+    procs["gemm-only"] = gemm_only_step(D, d, H, batch, T, S, encoder.input_dim)
     times = {k: [] for k in procs}
     load0 = os.getloadavg()[0]
     for i in range(a.warmup + a.repeats):
@@ -92,6 +142,10 @@ def main(argv=None) -> int:
     for name, ts in times.items():
         q1, med, q3 = statistics.quantiles(ts, n=4)
         print(f"  {name:9s} median {med:7.1f} ms  (quartiles {q1:.1f}-{q3:.1f}, min {min(ts):.1f}) over {len(ts)} steps")
+    flops = 2 * (batch * S * ((T + 1) * 2 + 1) * (d * H + H * H + H * D)
+                 + batch * T * 3 * (encoder.input_dim * H + H * H + H * 4 * d))
+    print(f"  the step's matrix products: {flops / 1e9:.1f} GFLOP (an upper count: the encoder's first-layer input "
+          f"gradient is not needed); gemm-only runs them at {flops / statistics.median(times['gemm-only']) / 1e6:.0f} GFLOP/s")
     if "official" in times:
         ratio = statistics.median(times["ours"]) / statistics.median(times["official"])
         print(f"  ours / official-style = {ratio:.2f}  ->  {ratio * OFFICIAL_MS:.0f} ms against the official code's "

@@ -14,6 +14,7 @@ The package reads top-down like the book: one module per idea, public names re-e
     vae          Ch. 3  the VAE: joint training of encoder and decoder, checkpoints
     gaps         Ch. 3  the amortization and approximation gaps, per example
     iterative    Ch. 4  iterative amortized inference: learned, gated optimizers of the ELBO
+    hierarchical Ch. 4  a two-level latent Gaussian model: standard and iterative (top-down) inference
     hmc          Ch. 5  batched Hamiltonian Monte Carlo: leapfrog, Metropolis correction, step-size adaptation
     targets      Ch. 5  toy 2-D targets (banana, X-shaped, two modes) with exact log densities and log Z
     semi_implicit Ch. 5 semi-implicit q (amortized or not), SIVI's bounds, UIVI's gradient, training loops
@@ -31,7 +32,7 @@ from .gmm import (EMResult, GaussianMixture, component_log_prob, e_step, fit_gmm
 
 # Chapter 2
 from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize
-from .models import LatentGaussianModel, mlp
+from .models import LatentGaussianModel, bernoulli_log_likelihood, mlp
 from .elbo import check_lambda, elbo, elbo_grad
 from .local_opt import OPTIMIZERS, LocalOptResult, optimize_lambda
 from .linear_gaussian import FAMILIES, LinearGaussianModel, LinearVEMResult, linear_variational_em
@@ -46,6 +47,9 @@ from .gaps import GapResult, measure_gaps
 # Chapter 4
 from .iterative import (ENCODINGS, NORMALIZATIONS, IterativeEncoder, IterativeHistory, IterativeResult,
                         gated_update, iterative_inference, normalize, prediction_errors, train_iterative, train_step)
+from .hierarchical import (HierarchicalEncoder, HierarchicalHistory, HierarchicalIterativeEncoder, HierarchicalLambda,
+                           HierarchicalModel, HierarchicalResult, hierarchical_inference, hierarchical_iterative_step,
+                           hierarchical_standard_step, log_marginal_hierarchical, train_hierarchical)
 
 # Chapter 5
 from .hmc import HMCResult, adapt_step_size, autograd_grad, leapfrog, run_hmc

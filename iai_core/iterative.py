@@ -262,6 +262,16 @@ def train_step(encoder: IterativeEncoder, model: LatentGaussianModel, x: torch.T
     return torch.stack(means)
 
 
+def _adam(params, lr: float) -> torch.optim.Optimizer:
+    """Adam with its update fused into one kernel where this torch has one (CUDA, and CPU since
+    torch 2.4): the same update rule, without a dozen passes over the parameters per step."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
 @dataclass
 class IterativeHistory:
     """Mean ELBO (nats) after the last inference iteration, on the training minibatches (averaged over
@@ -297,8 +307,8 @@ def train_iterative(encoder: IterativeEncoder, model: LatentGaussianModel, x_tra
     x_train = model.check_x(check_tensor("x_train", x_train, ndim=2), "x_train").to(p.device, p.dtype)
     if x_test is not None:
         x_test = model.check_x(check_tensor("x_test", x_test, ndim=2), "x_test").to(p.device, p.dtype)
-    enc_opt = torch.optim.Adam(encoder.parameters(), lr=lr_encoder)
-    dec_opt = torch.optim.Adam(model.parameters(), lr=lr_decoder) if train_decoder else None
+    enc_opt = _adam(encoder.parameters(), lr_encoder)
+    dec_opt = _adam(model.parameters(), lr_decoder) if train_decoder else None
     generator = make_generator(seed, p.device)
     history = IterativeHistory()
     for epoch in progress(range(epochs), enabled=show_progress, desc="training the iterative model"):

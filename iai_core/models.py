@@ -16,9 +16,18 @@ from ._random import seeded
 from ._validate import check_binary, check_generator, check_positive, check_tensor
 from .gaussian import LOG_2PI, log_standard_normal
 
-__all__ = ["mlp", "LatentGaussianModel"]
+__all__ = ["mlp", "bernoulli_log_likelihood", "LatentGaussianModel"]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x; sigmoid(logits)) summed over the last dimension: (..., D) -> (...).
+
+    x broadcasts against logits, e.g. x (batch, D) against logits (S, batch, D).
+    -BCE with logits = x * logit - softplus(logit): stable for any logit.
+    """
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int, depth: int = 2, activation=nn.Tanh) -> nn.Sequential:
@@ -85,8 +94,7 @@ class LatentGaussianModel(nn.Module):
         """log p_theta(x | z), summed over pixels. x (batch, D), z (..., batch, d) -> (..., batch)."""
         out = self.decode(z)
         if self.likelihood == "bernoulli":
-            # -BCE with logits = x * logit - softplus(logit): stable for any logit
-            return -F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none").sum(-1)
+            return bernoulli_log_likelihood(x, out)
         return -0.5 * (LOG_2PI + self.x_logvar + (x - out).pow(2) * torch.exp(-self.x_logvar)).sum(-1)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

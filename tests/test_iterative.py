@@ -318,3 +318,20 @@ def test_bad_arguments_raise():
         train_iterative(enc, model, x, epochs=1, seed=1.5)
     with pytest.raises(ValueError, match="x_train must contain only 0s and 1s"):
         train_iterative(enc, model, x + 0.5, epochs=1)
+
+
+def test_fused_adam_is_the_same_update_as_adam(device):
+    from iai_core.iterative import _adam
+    g = make_generator(0, device)
+    w0 = torch.randn(5, 3, generator=g, device=device)
+    grads = [torch.randn(5, 3, generator=g, device=device) for _ in range(4)]
+    out = []
+    for make in (lambda p: torch.optim.Adam(p, lr=1e-2), lambda p: _adam(p, 1e-2)):
+        w = torch.nn.Parameter(w0.clone())
+        opt = make([w])
+        for gr in grads:
+            w.grad = gr.clone()
+            opt.step()
+        out.append(w.detach())
+    torch.testing.assert_close(out[0], out[1])
+    assert not torch.equal(out[0], w0)

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal
 
-from iai_core import LatentGaussianModel, make_generator, mlp
+from iai_core import LatentGaussianModel, bernoulli_log_likelihood, make_generator, mlp
 
 
 def test_mlp_shapes_and_depth():
@@ -45,6 +45,15 @@ def test_gaussian_log_likelihood_matches_torch(device, dtype):
     z = torch.randn(4, 3, generator=g, device=device, dtype=dtype)
     ref = Independent(Normal(model.decode(z), torch.exp(0.5 * model.x_logvar)), 1).log_prob(x)
     torch.testing.assert_close(model.log_likelihood(x, z), ref)
+
+
+def test_bernoulli_log_likelihood_broadcasts_x_over_samples(device, dtype):
+    g = make_generator(2, device)
+    x = torch.bernoulli(torch.full((4, 6), 0.3, device=device, dtype=dtype), generator=g)
+    logits = 30 * torch.randn(5, 4, 6, generator=g, device=device, dtype=dtype)      # (S, batch, D)
+    out = bernoulli_log_likelihood(x, logits)
+    assert out.shape == (5, 4) and out.dtype == dtype and out.device == logits.device
+    torch.testing.assert_close(out, Independent(Bernoulli(logits=logits), 1).log_prob(x.expand_as(logits)))
 
 
 def test_bernoulli_log_likelihood_stable_at_extreme_logits():

@@ -1,0 +1,489 @@
+"""A two-level latent Gaussian model, with standard and iterative amortized inference (Chapter 4.2).
+
+The generative model is top-down, the approximate posterior factorizes over the levels:
+
+    p(z2) = N(0, I),   p(z1 | z2) = N(mu_p(z2), diag exp(logvar_p(z2))),   p(x | z1) = Bernoulli(sigmoid(decoder(z1)))
+    q(z1, z2 | x) = N(z1; mu1, diag exp(logvar1)) N(z2; mu2, diag exp(logvar2))
+
+so lambda = (mu1, logvar1, mu2, logvar2), one (mu, logvar) pair per level (``HierarchicalLambda``).
+This is the structure of Marino et al.'s official code: each level keeps its own Gaussian
+estimate, and the levels talk to each other only through the ELBO. Its gradient with respect to
+lambda_1 contains a *top-down* term, the prediction error of z1 under the prior that the current
+z2 induces, and its gradient with respect to lambda_2 a *bottom-up* one, the same error pulled
+back through mu_p and logvar_p. An iterative inference model that reads these gradients therefore
+does top-down inference without any extra machinery; a standard encoder maps x alone to lambda.
+
+ELBO(x, lambda) = E_q[log p(x | z1)] - E_q(z2)[KL(q(z1) || p(z1 | z2))] - KL(q(z2) || N(0, I)):
+the top KL is exact; the lower one is exact given each sampled z2 (``analytic_kl=True``) or the
+whole integrand is sampled (``analytic_kl=False``). Samples are drawn z1 first, then z2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ._progress import progress
+from ._random import make_generator, seeded
+from ._validate import check_binary, check_generator, check_positive, check_tensor
+from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize
+from .importance import log_marginal_is
+from .iterative import NORMALIZATIONS, gated_update, normalize
+from .models import bernoulli_log_likelihood, mlp
+
+__all__ = ["HierarchicalLambda", "HierarchicalModel", "HierarchicalEncoder", "HierarchicalIterativeEncoder",
+           "HierarchicalResult", "hierarchical_inference", "hierarchical_standard_step", "hierarchical_iterative_step",
+           "HierarchicalHistory", "train_hierarchical", "log_marginal_hierarchical"]
+
+LOGVAR_MIN, LOGVAR_MAX = -15.0, 15.0      # as in iai_core.iterative (and the official code)
+
+
+class HierarchicalLambda(NamedTuple):
+    """The variational parameters of both levels: mu1, logvar1 (batch, d1); mu2, logvar2 (batch, d2).
+    Also used for their gradients, and, stacked over iterations, for paths (T + 1, batch, d_l)."""
+    mu1: torch.Tensor
+    logvar1: torch.Tensor
+    mu2: torch.Tensor
+    logvar2: torch.Tensor
+
+
+def _kl_normal_diag(mu_q, logvar_q, mu_p, logvar_p):
+    """KL(N(mu_q, diag exp(logvar_q)) || N(mu_p, diag exp(logvar_p))), summed over the last dim; broadcasts."""
+    return 0.5 * (logvar_p - logvar_q + (logvar_q.exp() + (mu_q - mu_p).pow(2)) * torch.exp(-logvar_p) - 1).sum(-1)
+
+
+def _clamp_logvar(logvar):
+    return logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+
+class HierarchicalModel(nn.Module):
+    """p_theta(x, z1, z2) = N(z2; 0, I) N(z1; mu_p(z2), diag exp(logvar_p(z2))) Bernoulli(x; sigmoid(decoder(z1))).
+
+    x_dim: pixels D; z1_dim, z2_dim: latents d1 (bottom) and d2 (top); hidden, depth: the decoder
+    MLP z1 -> logits; prior_hidden, prior_depth: the MLP z2 -> (mu_p, logvar_p) (default: hidden,
+    depth); seed: reproducible initialization. The prior's log-variance is clamped to [-15, 15].
+    """
+
+    def __init__(self, x_dim: int, z1_dim: int, z2_dim: int, hidden: int = 128, depth: int = 2, *,
+                 prior_hidden: int | None = None, prior_depth: int | None = None, activation=nn.ELU,
+                 seed: int | None = None):
+        super().__init__()
+        for name, v in (("x_dim", x_dim), ("z1_dim", z1_dim), ("z2_dim", z2_dim)):
+            check_positive(name, v, integer=True)
+        prior_hidden = hidden if prior_hidden is None else prior_hidden
+        prior_depth = depth if prior_depth is None else prior_depth
+        self.x_dim, self.z1_dim, self.z2_dim = x_dim, z1_dim, z2_dim
+        with seeded(seed):
+            self.prior_net = mlp(z2_dim, prior_hidden, 2 * z1_dim, prior_depth, activation)
+            self.decoder = mlp(z1_dim, hidden, x_dim, depth, activation)
+
+    # --- validation ------------------------------------------------------------------------------
+    def check_x(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        """Validate observations: (batch, x_dim), floating, binary."""
+        check_tensor(name, x, ndim=2)
+        if x.shape[-1] != self.x_dim:
+            raise ValueError(f"{name} must have shape (batch, {self.x_dim}) for this model, got {tuple(x.shape)}")
+        return check_binary(name, x)
+
+    def check_lambda(self, x: torch.Tensor, lam) -> HierarchicalLambda:
+        """Validate x (batch, D) and lam = (mu1, logvar1, mu2, logvar2); return it as a HierarchicalLambda."""
+        self.check_x(x)
+        if not isinstance(lam, (tuple, list)) or len(lam) != 4:
+            got = type(lam).__name__
+            if isinstance(lam, (tuple, list)):
+                got = f"a {got} of length {len(lam)}"
+            raise TypeError(f"lam must be a HierarchicalLambda (mu1, logvar1, mu2, logvar2), got {got}")
+        lam = HierarchicalLambda(*lam)
+        for name, t, d in zip(lam._fields, lam, (self.z1_dim, self.z1_dim, self.z2_dim, self.z2_dim)):
+            check_tensor(f"lam.{name}", t, ndim=2)
+            if tuple(t.shape) != (x.shape[0], d):
+                raise ValueError(f"lam.{name} must have shape (batch, {d}) = {(x.shape[0], d)}, got {tuple(t.shape)}")
+        return lam
+
+    # --- the generative model --------------------------------------------------------------------
+    def prior_z1(self, z2: torch.Tensor):
+        """The top-down prior's parameters: z2 (..., d2) -> (mu_p, logvar_p), each (..., d1)."""
+        mu_p, logvar_p = self.prior_net(z2).chunk(2, -1)
+        return mu_p, _clamp_logvar(logvar_p)
+
+    def decode(self, z1: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits for z1 (..., d1): (..., D)."""
+        return self.decoder(z1)
+
+    def log_likelihood(self, x: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+        """log p(x | z1) summed over pixels: x (batch, D), z1 (..., batch, d1) -> (..., batch)."""
+        return bernoulli_log_likelihood(x, self.decode(z1))
+
+    def log_prior(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """log p(z2) + log p(z1 | z2): z1 (..., d1), z2 (..., d2) -> (...)."""
+        mu_p, logvar_p = self.prior_z1(z2)
+        return log_standard_normal(z2) + log_normal_diag(z1, mu_p, logvar_p)
+
+    def log_joint(self, x: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        """log p(x, z1, z2): x (batch, D), z1 (..., batch, d1), z2 (..., batch, d2) -> (..., batch)."""
+        return self.log_prior(z1, z2) + self.log_likelihood(x, z1)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True) -> torch.Tensor:
+        """n ancestral draws z2 -> z1 -> x: (n, D), the Bernoulli means (``mean=True``) or binary samples."""
+        check_positive("n", n, integer=True)
+        p = next(self.parameters())
+        check_generator("generator", generator, p.device)
+        z2 = torch.randn(n, self.z2_dim, generator=generator, device=p.device, dtype=p.dtype)
+        mu_p, logvar_p = self.prior_z1(z2)
+        z1 = reparameterize(mu_p, logvar_p, 1, generator)[0]
+        probs = torch.sigmoid(self.decode(z1))
+        return probs if mean else torch.bernoulli(probs, generator=generator)
+
+    # --- inference quantities --------------------------------------------------------------------
+    def prior_lambda(self, x: torch.Tensor) -> HierarchicalLambda:
+        """The starting estimate of iterative inference, (batch, d_l) each, detached: q(z2) = N(0, I)
+        and q(z1) = p(z1 | z2 = 0), the top-down prior at the top prior's mean."""
+        zeros2 = torch.zeros(x.shape[0], self.z2_dim, device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            mu_p, logvar_p = self.prior_z1(zeros2[:1])
+        return HierarchicalLambda(mu_p.expand(x.shape[0], -1).clone(), logvar_p.expand(x.shape[0], -1).clone(),
+                                  zeros2, zeros2.clone())
+
+    def sample_q(self, lam, n_samples: int = 1, generator: torch.Generator | None = None):
+        """Reparameterized z1 (S, batch, d1) and z2 (S, batch, d2) from q; z1's noise is drawn first."""
+        z1 = reparameterize(lam[0], lam[1], n_samples, generator)
+        z2 = reparameterize(lam[2], lam[3], n_samples, generator)
+        return z1, z2
+
+    def elbo(self, x: torch.Tensor, lam, *, n_samples: int = 1, analytic_kl: bool = True,
+             generator: torch.Generator | None = None, validate: bool = True) -> torch.Tensor:
+        """Monte Carlo ELBO per example, in nats: x (batch, D), lam (per level (batch, d_l)) -> (batch,).
+
+        ``analytic_kl``: KL(q(z2) || N(0, I)) in closed form and KL(q(z1) || p(z1 | z2)) in closed form
+        for each sampled z2; otherwise log p(x, z1, z2) - log q(z1) - log q(z2) is sampled. Both are
+        unbiased; differentiable in lam and theta (reparameterization).
+        """
+        check_positive("n_samples", n_samples, integer=True)
+        if validate:
+            lam = self.check_lambda(x, lam)
+            check_generator("generator", generator, x.device)
+        mu1, logvar1, mu2, logvar2 = lam
+        z1, z2 = self.sample_q(lam, n_samples, generator)
+        if analytic_kl:
+            mu_p, logvar_p = self.prior_z1(z2)                                      # (S, batch, d1)
+            kl1 = _kl_normal_diag(mu1, logvar1, mu_p, logvar_p)                     # (S, batch)
+            return (self.log_likelihood(x, z1) - kl1).mean(0) - kl_normal_standard(mu2, logvar2)
+        log_q = log_normal_diag(z1, mu1, logvar1) + log_normal_diag(z2, mu2, logvar2)
+        return (self.log_joint(x, z1, z2) - log_q).mean(0)
+
+    def elbo_grad(self, x: torch.Tensor, lam, *, n_samples: int = 1, analytic_kl: bool = True,
+                  generator: torch.Generator | None = None, validate: bool = True):
+        """The ELBO (batch,) and its gradients w.r.t. all four parameter tensors, from one autograd call.
+
+        Examples are independent, so the gradient of the summed ELBO holds each example's own gradient.
+        Returns (elbo (batch,), HierarchicalLambda of gradients, shaped like lam).
+        """
+        if validate:
+            lam = self.check_lambda(x, lam)
+        lam = HierarchicalLambda(*(t.detach().requires_grad_(True) for t in lam))
+        with torch.enable_grad():
+            value = self.elbo(x, lam, n_samples=n_samples, analytic_kl=analytic_kl, generator=generator,
+                              validate=validate)
+            grads = torch.autograd.grad(value.sum(), list(lam))
+        return value.detach(), HierarchicalLambda(*grads)
+
+    def log_importance_weights(self, x: torch.Tensor, lam, n_samples: int,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+        """log w_k = log p(x, z1_k, z2_k) - log q(z1_k) - log q(z2_k), z_k ~ q: (n_samples, batch)."""
+        z1, z2 = self.sample_q(lam, n_samples, generator)
+        log_q = log_normal_diag(z1, lam[0], lam[1]) + log_normal_diag(z2, lam[2], lam[3])
+        return self.log_joint(x, z1, z2) - log_q
+
+
+@torch.no_grad()
+def log_marginal_hierarchical(model: HierarchicalModel, x: torch.Tensor, lam=None, *, n_samples: int = 1000,
+                              chunk_size: int = 250, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Importance-sampled log p(x) (the IWAE bound with K = ``n_samples``) per example: (batch,).
+
+    The proposal is q(z1) q(z2) with parameters lam (default: ``model.prior_lambda(x)``); the weights
+    need log q of both levels and the whole hierarchy's log p(x, z1, z2). Each chunk draws its z1
+    noise, then its z2 noise, so a different ``chunk_size`` gives different (equally distributed) draws.
+    """
+    if not isinstance(model, HierarchicalModel):
+        raise TypeError(f"model must be a HierarchicalModel, got {type(model).__name__}")
+    lam = model.prior_lambda(model.check_x(x)) if lam is None else model.check_lambda(x, lam)
+    check_generator("generator", generator, x.device)
+    return log_marginal_is(None, x, n_samples=n_samples, chunk_size=chunk_size,
+                           log_weights_fn=lambda k: model.log_importance_weights(x, lam, k, generator))
+
+
+class HierarchicalEncoder(nn.Module):
+    """The standard (direct) inference model: x -> lambda for both levels in one pass, bottom-up.
+
+    h = MLP(x) (``depth`` ELU layers of width ``hidden``); (mu1, logvar1) = Linear(h);
+    (mu2, logvar2) = MLP(h) (one more hidden layer). forward(x (batch, D)) -> HierarchicalLambda.
+    """
+
+    def __init__(self, x_dim: int, z1_dim: int, z2_dim: int, hidden: int = 128, depth: int = 2, *,
+                 activation=nn.ELU, seed: int | None = None):
+        super().__init__()
+        for name, v in (("x_dim", x_dim), ("z1_dim", z1_dim), ("z2_dim", z2_dim), ("depth", depth)):
+            check_positive(name, v, integer=True)
+        self.x_dim, self.z1_dim, self.z2_dim = x_dim, z1_dim, z2_dim
+        with seeded(seed):
+            self.body = nn.Sequential(mlp(x_dim, hidden, hidden, depth - 1, activation), activation())
+            self.head1 = nn.Linear(hidden, 2 * z1_dim)
+            self.head2 = mlp(hidden, hidden, 2 * z2_dim, 1, activation)
+
+    def forward(self, x: torch.Tensor) -> HierarchicalLambda:
+        h = self.body(x - 0.5)
+        mu1, logvar1 = self.head1(h).chunk(2, -1)
+        mu2, logvar2 = self.head2(h).chunk(2, -1)
+        return HierarchicalLambda(mu1, _clamp_logvar(logvar1), mu2, _clamp_logvar(logvar2))
+
+
+class HierarchicalIterativeEncoder(nn.Module):
+    """The iterative inference model for both levels: one gated update per level and iteration.
+
+    Level l reads normalize(grad_mu_l ELBO), normalize(grad_logvar_l ELBO), mu_l, logvar_l (and
+    x - 1/2 with ``include_x``) and outputs (delta, gate logits) for (mu_l, logvar_l):
+        lambda_{l,t+1} = g * stopgrad(lambda_{l,t}) + (1 - g) * delta     (``iterative.gated_update``)
+    Cross-level information arrives through the gradients alone (top-down in grad_lambda_1,
+    bottom-up in grad_lambda_2). forward(x, lam, grads) -> HierarchicalLambda.
+    """
+
+    def __init__(self, x_dim: int, z1_dim: int, z2_dim: int, hidden: int = 128, depth: int = 2, *,
+                 normalization: str = "log_sign", include_x: bool = False, activation=nn.ELU,
+                 seed: int | None = None):
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if not isinstance(include_x, bool):
+            raise TypeError(f"include_x must be a bool, got {type(include_x).__name__}")
+        for name, v in (("x_dim", x_dim), ("z1_dim", z1_dim), ("z2_dim", z2_dim), ("depth", depth)):
+            check_positive(name, v, integer=True)
+        self.x_dim, self.z1_dim, self.z2_dim = x_dim, z1_dim, z2_dim
+        self.normalization, self.include_x = normalization, include_x
+        factor = 2 if normalization == "log_sign" else 1
+
+        def in_dim(d):
+            return factor * 2 * d + 2 * d + (x_dim if include_x else 0)
+
+        with seeded(seed):
+            self.net1 = mlp(in_dim(z1_dim), hidden, 4 * z1_dim, depth, activation)
+            self.net2 = mlp(in_dim(z2_dim), hidden, 4 * z2_dim, depth, activation)
+
+    def features(self, x: torch.Tensor, lam, grads):
+        """The two networks' inputs, (batch, in_1) and (batch, in_2), from lam and grads (HierarchicalLambda)."""
+        extra = [x - 0.5] if self.include_x else []
+
+        def level(mu, logvar, g_mu, g_logvar):
+            return torch.cat([normalize(g_mu, self.normalization), normalize(g_logvar, self.normalization),
+                              mu, logvar] + extra, dim=-1)
+
+        return level(lam[0], lam[1], grads[0], grads[1]), level(lam[2], lam[3], grads[2], grads[3])
+
+    def update(self, features, lam) -> HierarchicalLambda:
+        """The gated updates of both levels from ready-made features (rows, in_l) and lam (rows, d_l)."""
+        new = []
+        for net, f, mu, logvar in ((self.net1, features[0], lam[0], lam[1]), (self.net2, features[1], lam[2], lam[3])):
+            delta_mu, delta_logvar, gate_mu, gate_logvar = net(f).chunk(4, -1)
+            new.append(gated_update(mu, delta_mu, torch.sigmoid(gate_mu)))
+            new.append(_clamp_logvar(gated_update(logvar, delta_logvar, torch.sigmoid(gate_logvar))))
+        return HierarchicalLambda(*new)
+
+    def forward(self, x: torch.Tensor, lam, grads) -> HierarchicalLambda:
+        return self.update(self.features(x, lam, grads), lam)
+
+
+def _check_pair(encoder, model, kinds=(HierarchicalEncoder, HierarchicalIterativeEncoder)):
+    if not isinstance(encoder, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise TypeError(f"encoder must be a {names}, got {type(encoder).__name__}")
+    if not isinstance(model, HierarchicalModel):
+        raise TypeError(f"model must be a HierarchicalModel, got {type(model).__name__}")
+    e, m = (encoder.x_dim, encoder.z1_dim, encoder.z2_dim), (model.x_dim, model.z1_dim, model.z2_dim)
+    if e != m:
+        raise ValueError(f"encoder and model must agree on (x_dim, z1_dim, z2_dim): encoder has {e}, model has {m}")
+
+
+@dataclass
+class HierarchicalResult:
+    """lam: the final estimate (per level (batch, d_l)); elbo: (n_iterations + 1, batch), the ELBO at
+    lambda_0 (the prior) and after each iteration, in nats; path: HierarchicalLambda of (T + 1, batch, d_l)."""
+    lam: HierarchicalLambda
+    elbo: torch.Tensor
+    path: HierarchicalLambda
+
+
+@torch.no_grad()
+def hierarchical_inference(encoder: HierarchicalIterativeEncoder, model: HierarchicalModel, x: torch.Tensor, *,
+                           n_iterations: int = 5, n_samples: int = 1, lam=None,
+                           generator: torch.Generator | None = None, show_progress: bool = False) -> HierarchicalResult:
+    """Run the iterative inference model for ``n_iterations`` steps from lam (default: ``model.prior_lambda``).
+
+    x: (batch, D). Each iterate's ELBO and its gradients for both levels come from one autograd call
+    (``HierarchicalModel.elbo_grad`` with ``n_samples`` samples).
+    """
+    _check_pair(encoder, model, (HierarchicalIterativeEncoder,))
+    check_positive("n_iterations", n_iterations, integer=True, allow_zero=True)
+    check_positive("n_samples", n_samples, integer=True)
+    lam = model.prior_lambda(model.check_x(x)) if lam is None else lam
+    lam = model.check_lambda(x, lam)
+    check_generator("generator", generator, x.device)
+    values, path = [], [lam]
+    for t in progress(range(n_iterations + 1), enabled=show_progress, desc="hierarchical inference"):
+        if t < n_iterations:
+            value, grads = model.elbo_grad(x, lam, n_samples=n_samples, generator=generator, validate=False)
+            lam = encoder(x, lam, grads)
+            path.append(lam)
+        else:
+            value = model.elbo(x, lam, n_samples=n_samples, generator=generator, validate=False)
+        values.append(value)
+    stacked = HierarchicalLambda(*(torch.stack(v) for v in zip(*path)))
+    return HierarchicalResult(lam, torch.stack(values), stacked)
+
+
+def _check_step_args(encoder, model, x, n_iterations, n_samples, generator, kinds):
+    _check_pair(encoder, model, kinds)
+    check_positive("n_iterations", n_iterations, integer=True)
+    check_positive("n_samples", n_samples, integer=True)
+    model.check_x(x)
+    check_generator("generator", generator, x.device)
+
+
+def hierarchical_standard_step(encoder: HierarchicalEncoder, model: HierarchicalModel, x: torch.Tensor,
+                               encoder_optimizer: torch.optim.Optimizer,
+                               decoder_optimizer: torch.optim.Optimizer | None = None, *, n_samples: int = 1,
+                               generator: torch.Generator | None = None, validate: bool = True) -> torch.Tensor:
+    """One step of the standard model on x (batch, D): phi and theta descend the mean negative ELBO
+    at lambda = encoder(x), each with its own optimizer. Returns the mean ELBO, shape (1,)."""
+    if validate:
+        _check_step_args(encoder, model, x, 1, n_samples, generator, (HierarchicalEncoder,))
+    value = model.elbo(x, encoder(x), n_samples=n_samples, generator=generator, validate=False)
+    encoder_optimizer.zero_grad(set_to_none=True)
+    if decoder_optimizer is not None:
+        decoder_optimizer.zero_grad(set_to_none=True)
+    params = [p for p in encoder.parameters() if p.requires_grad]
+    if decoder_optimizer is not None:
+        params += [p for p in model.parameters() if p.requires_grad]
+    (-value.mean()).backward(inputs=params)
+    encoder_optimizer.step()
+    if decoder_optimizer is not None:
+        decoder_optimizer.step()
+    return value.detach().mean().reshape(1)
+
+
+def hierarchical_iterative_step(encoder: HierarchicalIterativeEncoder, model: HierarchicalModel, x: torch.Tensor,
+                                encoder_optimizer: torch.optim.Optimizer,
+                                decoder_optimizer: torch.optim.Optimizer | None = None, *, n_iterations: int = 5,
+                                n_samples: int = 1, generator: torch.Generator | None = None,
+                                validate: bool = True) -> torch.Tensor:
+    """One step of the iterative model on x (batch, D); returns the mean ELBO at each iterate, (T + 1,).
+
+    phi descends mean_{t=1..T} -ELBO(lambda_t); theta (when ``decoder_optimizer`` is given) descends
+    -ELBO(lambda_T). Per iterate, ONE autograd call returns the gradients w.r.t. all four tensors of
+    lambda_t for the whole batch (and, at t = T, theta's gradient); the iterates run f_phi without a
+    graph. Every input of f_phi is detached, so phi's gradient,
+        d/dphi sum_t ELBO(lambda_t) = sum_t (d lambda_t / d phi)^T grad_lambda ELBO(lambda_t),
+    is one backward pass through both levels' networks applied to all T iterates' inputs at once
+    (T * batch rows, recomputed), weighted by grad_lambda ELBO. (``iterative.train_step`` gets
+    the same gradient with one small backward per iterate instead, inside each iterate's call.)
+    """
+    if validate:
+        _check_step_args(encoder, model, x, n_iterations, n_samples, generator, (HierarchicalIterativeEncoder,))
+    dec_params = [p for p in model.parameters() if p.requires_grad] if decoder_optimizer is not None else []
+    batch, T = x.shape[0], n_iterations
+    lam = model.prior_lambda(x)
+    means, inputs, lambda_grads = [], [], []
+    for t in range(T + 1):
+        lam = HierarchicalLambda(*(v.detach().requires_grad_(True) for v in lam))
+        value = model.elbo(x, lam, n_samples=n_samples, generator=generator, validate=False)
+        means.append(value.detach().mean())
+        grads = torch.autograd.grad(value.sum(), list(lam) + (dec_params if t == T else []))
+        g_lam = HierarchicalLambda(*grads[:4])
+        if t > 0:
+            lambda_grads.append(g_lam)
+        if t < T:
+            with torch.no_grad():
+                lam = HierarchicalLambda(*(v.detach() for v in lam))
+                features = encoder.features(x, lam, g_lam)
+                inputs.append((features, lam))
+                lam = encoder.update(features, lam)
+    # phi: both levels' networks on all T iterates at once, each output weighted by its own gradient
+    features = tuple(torch.cat(f) for f in zip(*(f for f, _ in inputs)))
+    lam_in = HierarchicalLambda(*(torch.cat(v) for v in zip(*(l for _, l in inputs))))
+    g_all = HierarchicalLambda(*(torch.cat(v) for v in zip(*lambda_grads)))
+    with torch.enable_grad():
+        lam_next = encoder.update(features, lam_in)
+        surrogate = -sum((a * g).sum() for a, g in zip(lam_next, g_all)) / (batch * T)
+        encoder_optimizer.zero_grad(set_to_none=True)
+        surrogate.backward(inputs=[p for p in encoder.parameters() if p.requires_grad])
+    encoder_optimizer.step()
+    if decoder_optimizer is not None:
+        for p, g in zip(dec_params, grads[4:]):
+            p.grad = -g / batch
+        decoder_optimizer.step()
+    return torch.stack(means)
+
+
+@dataclass
+class HierarchicalHistory:
+    """Mean ELBO (nats) at the inference model's final estimate, on the training minibatches (averaged
+    over each epoch) and on the test set (after each epoch); epochs: [1, 2, ...]."""
+    epochs: list[int] = field(default_factory=list)
+    train_elbo: list[float] = field(default_factory=list)
+    test_elbo: list[float] = field(default_factory=list)
+
+
+def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor, x_test: torch.Tensor | None = None,
+                       *, epochs: int, n_iterations: int = 5, n_samples: int = 1, batch_size: int = 64,
+                       lr_encoder: float = 1e-3, lr_decoder: float = 1e-3, seed: int = 0,
+                       show_progress: bool = True) -> HierarchicalHistory:
+    """Train an inference model and the two-level model jointly with two Adams.
+
+    encoder: a ``HierarchicalEncoder`` (standard: ``hierarchical_standard_step``) or a
+    ``HierarchicalIterativeEncoder`` (``hierarchical_iterative_step`` with ``n_iterations``).
+    x_train: (N, D); x_test: (M, D) or None. One generator made from ``seed`` shuffles and draws the
+    noise; the test ELBO (``n_samples`` samples) uses its own generator (seed + 1).
+    """
+    _check_pair(encoder, model)
+    check_positive("epochs", epochs, integer=True, allow_zero=True)
+    check_positive("n_iterations", n_iterations, integer=True)
+    check_positive("n_samples", n_samples, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    check_positive("lr_encoder", lr_encoder)
+    check_positive("lr_decoder", lr_decoder)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    p = next(encoder.parameters())
+    x_train = model.check_x(x_train, "x_train").to(p.device, p.dtype)
+    if x_test is not None:
+        x_test = model.check_x(x_test, "x_test").to(p.device, p.dtype)
+    iterative = isinstance(encoder, HierarchicalIterativeEncoder)
+    enc_opt = torch.optim.Adam(encoder.parameters(), lr=lr_encoder)
+    dec_opt = torch.optim.Adam(model.parameters(), lr=lr_decoder)
+    generator = make_generator(seed, p.device)
+    history = HierarchicalHistory()
+    for epoch in progress(range(epochs), enabled=show_progress, desc="training the two-level model"):
+        perm = torch.randperm(x_train.shape[0], generator=generator, device=p.device)
+        finals = []
+        for idx in perm.split(batch_size):
+            if iterative:
+                means = hierarchical_iterative_step(encoder, model, x_train[idx], enc_opt, dec_opt,
+                                                    n_iterations=n_iterations, n_samples=n_samples,
+                                                    generator=generator, validate=False)
+            else:
+                means = hierarchical_standard_step(encoder, model, x_train[idx], enc_opt, dec_opt,
+                                                   n_samples=n_samples, generator=generator, validate=False)
+            finals.append(means[-1])
+        history.epochs.append(epoch + 1)
+        history.train_elbo.append(float(torch.stack(finals).mean()))
+        if x_test is not None:
+            g = make_generator(seed + 1, p.device)
+            if iterative:
+                value = hierarchical_inference(encoder, model, x_test, n_iterations=n_iterations,
+                                               n_samples=n_samples, generator=g).elbo[-1]
+            else:
+                with torch.no_grad():
+                    value = model.elbo(x_test, encoder(x_test), n_samples=n_samples, generator=g, validate=False)
+            history.test_elbo.append(float(value.mean()))
+    return history
