@@ -47,7 +47,7 @@ from .gaps import GapResult, measure_gaps
 # Chapter 4
 from .iterative import (ENCODINGS, NORMALIZATIONS, IterativeEncoder, IterativeHistory, IterativeResult,
                         gated_update, iterative_inference, normalize, prediction_errors, train_iterative, train_step)
-from .hierarchical import (HierarchicalEncoder, HierarchicalHistory, HierarchicalIterativeEncoder, HierarchicalLambda,
+from .hierarchical import (HierarchicalEncoder, HierarchicalIterativeEncoder, HierarchicalLambda,
                            HierarchicalModel, HierarchicalResult, hierarchical_inference, hierarchical_iterative_step,
                            hierarchical_standard_step, log_marginal_hierarchical, train_hierarchical)
 

@@ -5,13 +5,13 @@ import contextlib
 
 import torch
 
+from ._validate import check_seed
+
 
 def make_generator(seed: int | None, device="cpu") -> torch.Generator | None:
     """A ``torch.Generator`` on ``device`` seeded with ``seed`` (``None`` gives ``None``)."""
-    if seed is None:
+    if check_seed("seed", seed, allow_none=True) is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} ({seed!r})")
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
@@ -21,11 +21,9 @@ def make_generator(seed: int | None, device="cpu") -> torch.Generator | None:
 def seeded(seed: int | None):
     """Run a block (e.g. a module's weight initialization) under ``seed`` without touching the
     caller's global random state. ``seed=None`` runs it unseeded."""
-    if seed is None:
+    if check_seed("seed", seed, allow_none=True) is None:
         yield
         return
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} ({seed!r})")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield

@@ -48,6 +48,16 @@ def check_positive(name: str, value, *, integer: bool = False, allow_zero: bool 
     return value
 
 
+def check_seed(name: str, seed, *, allow_none: bool = False):
+    """Check a seed is an int (or None, with ``allow_none``); bools are refused."""
+    if seed is None and allow_none:
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        kind = "an int or None" if allow_none else "an int"
+        raise TypeError(f"{name} must be {kind}, got {type(seed).__name__} ({seed!r})")
+    return seed
+
+
 def check_binary(name: str, x: torch.Tensor) -> torch.Tensor:
     """Check that every entry of ``x`` is 0 or 1 (a Bernoulli observation)."""
     if not ((x == 0) | (x == 1)).all():

@@ -19,7 +19,7 @@ whole integrand is sampled (``analytic_kl=False``). Samples are drawn z1 first, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -30,12 +30,12 @@ from ._random import make_generator, seeded
 from ._validate import check_binary, check_generator, check_positive, check_tensor
 from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize
 from .importance import log_marginal_is
-from .iterative import NORMALIZATIONS, gated_update, normalize
+from .iterative import NORMALIZATIONS, IterativeHistory, _adam, _check_training_args, gated_update, normalize
 from .models import bernoulli_log_likelihood, mlp
 
 __all__ = ["HierarchicalLambda", "HierarchicalModel", "HierarchicalEncoder", "HierarchicalIterativeEncoder",
            "HierarchicalResult", "hierarchical_inference", "hierarchical_standard_step", "hierarchical_iterative_step",
-           "HierarchicalHistory", "train_hierarchical", "log_marginal_hierarchical"]
+           "train_hierarchical", "log_marginal_hierarchical"]
 
 LOGVAR_MIN, LOGVAR_MAX = -15.0, 15.0      # as in iai_core.iterative (and the official code)
 
@@ -425,19 +425,10 @@ def hierarchical_iterative_step(encoder: HierarchicalIterativeEncoder, model: Hi
     return torch.stack(means)
 
 
-@dataclass
-class HierarchicalHistory:
-    """Mean ELBO (nats) at the inference model's final estimate, on the training minibatches (averaged
-    over each epoch) and on the test set (after each epoch); epochs: [1, 2, ...]."""
-    epochs: list[int] = field(default_factory=list)
-    train_elbo: list[float] = field(default_factory=list)
-    test_elbo: list[float] = field(default_factory=list)
-
-
 def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor, x_test: torch.Tensor | None = None,
                        *, epochs: int, n_iterations: int = 5, n_samples: int = 1, batch_size: int = 64,
                        lr_encoder: float = 1e-3, lr_decoder: float = 1e-3, seed: int = 0,
-                       show_progress: bool = True) -> HierarchicalHistory:
+                       show_progress: bool = True) -> IterativeHistory:
     """Train an inference model and the two-level model jointly with two Adams.
 
     encoder: a ``HierarchicalEncoder`` (standard: ``hierarchical_standard_step``) or a
@@ -446,23 +437,15 @@ def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor,
     noise; the test ELBO (``n_samples`` samples) uses its own generator (seed + 1).
     """
     _check_pair(encoder, model)
-    check_positive("epochs", epochs, integer=True, allow_zero=True)
-    check_positive("n_iterations", n_iterations, integer=True)
-    check_positive("n_samples", n_samples, integer=True)
-    check_positive("batch_size", batch_size, integer=True)
-    check_positive("lr_encoder", lr_encoder)
-    check_positive("lr_decoder", lr_decoder)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    _check_training_args(epochs, n_iterations, n_samples, batch_size, lr_encoder, lr_decoder, seed)
     p = next(encoder.parameters())
     x_train = model.check_x(x_train, "x_train").to(p.device, p.dtype)
     if x_test is not None:
         x_test = model.check_x(x_test, "x_test").to(p.device, p.dtype)
     iterative = isinstance(encoder, HierarchicalIterativeEncoder)
-    enc_opt = torch.optim.Adam(encoder.parameters(), lr=lr_encoder)
-    dec_opt = torch.optim.Adam(model.parameters(), lr=lr_decoder)
+    enc_opt, dec_opt = _adam(encoder.parameters(), lr_encoder), _adam(model.parameters(), lr_decoder)
     generator = make_generator(seed, p.device)
-    history = HierarchicalHistory()
+    history = IterativeHistory()
     for epoch in progress(range(epochs), enabled=show_progress, desc="training the two-level model"):
         perm = torch.randperm(x_train.shape[0], generator=generator, device=p.device)
         finals = []

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ._progress import progress
 from ._random import make_generator, seeded
-from ._validate import check_generator, check_positive, check_tensor
+from ._validate import check_generator, check_positive, check_seed, check_tensor
 from .elbo import check_lambda, elbo, elbo_grad
 from .gaussian import reparameterize
 from .models import LatentGaussianModel, mlp
@@ -272,10 +272,22 @@ def _adam(params, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr)
 
 
+def _check_training_args(epochs, n_iterations, n_samples, batch_size, lr_encoder, lr_decoder, seed):
+    """The hyperparameters shared by the training loops of iterative inference (and Section 4.2)."""
+    check_positive("epochs", epochs, integer=True, allow_zero=True)
+    check_positive("n_iterations", n_iterations, integer=True)
+    check_positive("n_samples", n_samples, integer=True)
+    check_positive("batch_size", batch_size, integer=True)
+    check_positive("lr_encoder", lr_encoder)
+    check_positive("lr_decoder", lr_decoder)
+    check_seed("seed", seed)
+
+
 @dataclass
 class IterativeHistory:
-    """Mean ELBO (nats) after the last inference iteration, on the training minibatches (averaged over
-    each epoch) and on the test set (evaluated after each epoch); epochs: [1, 2, ...]."""
+    """Mean ELBO (nats) at the inference model's final estimate (after the last iteration, or the
+    standard encoder's one pass), on the training minibatches (averaged over each epoch) and on the
+    test set (evaluated after each epoch); epochs: [1, 2, ...]."""
     epochs: list[int] = field(default_factory=list)
     train_elbo: list[float] = field(default_factory=list)
     test_elbo: list[float] = field(default_factory=list)
@@ -295,14 +307,7 @@ def train_iterative(encoder: IterativeEncoder, model: LatentGaussianModel, x_tra
     ``mixed_precision``: bfloat16 decoder passes in training (see ``train_step``); evaluation stays exact.
     """
     _check_pair(encoder, model)
-    check_positive("epochs", epochs, integer=True, allow_zero=True)
-    check_positive("n_iterations", n_iterations, integer=True)
-    check_positive("n_samples", n_samples, integer=True)
-    check_positive("batch_size", batch_size, integer=True)
-    check_positive("lr_encoder", lr_encoder)
-    check_positive("lr_decoder", lr_decoder)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    _check_training_args(epochs, n_iterations, n_samples, batch_size, lr_encoder, lr_decoder, seed)
     p = next(encoder.parameters())
     x_train = model.check_x(check_tensor("x_train", x_train, ndim=2), "x_train").to(p.device, p.dtype)
     if x_test is not None:

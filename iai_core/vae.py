@@ -19,7 +19,7 @@ from torch import nn
 
 from ._progress import progress
 from ._random import make_generator
-from ._validate import check_generator, check_positive, check_tensor
+from ._validate import check_generator, check_positive, check_seed, check_tensor
 from .elbo import elbo as elbo_fn
 from .encoders import GaussianEncoder
 from .models import LatentGaussianModel
@@ -153,8 +153,7 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = Non
     check_positive("lr", lr)
     check_positive("n_samples", n_samples, integer=True)
     check_positive("eval_batch_size", eval_batch_size, integer=True)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    check_seed("seed", seed)
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path, got None")
     p = next(vae.parameters())

@@ -4,6 +4,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import iai_core
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +46,20 @@ def test_module_names_are_not_shadowed():
                  "iterative", "hmc", "semi_implicit", "targets", "data"]:
         __import__(f"iai_core.{name}")
         assert inspect.ismodule(getattr(iai_core, name)), name
+
+
+@pytest.mark.parametrize("seed", [1.5, "3", True, None])
+def test_training_loops_refuse_a_seed_that_is_not_an_int(seed):
+    import iai_core
+    data = iai_core.load_digits()
+    x = data.x_train[:8]
+    model = iai_core.LatentGaussianModel(64, 2, hidden=8, seed=0)
+    enc = iai_core.IterativeEncoder(64, 2, hidden=8, seed=1)
+    with pytest.raises(TypeError, match="seed must be an int, got"):
+        iai_core.train_iterative(enc, model, x, epochs=1, seed=seed, show_progress=False)
+    hmodel = iai_core.HierarchicalModel(64, 2, 2, hidden=8, seed=0)
+    with pytest.raises(TypeError, match="seed must be an int, got"):
+        iai_core.train_hierarchical(iai_core.HierarchicalEncoder(64, 2, 2, hidden=8, seed=1), hmodel, x, epochs=1,
+                                    seed=seed, show_progress=False)
+    with pytest.raises(TypeError, match="seed must be an int or None, got"):
+        iai_core.make_generator(1.5)
