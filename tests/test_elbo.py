@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from iai_core import (LatentGaussianModel, LinearGaussianModel, elbo, elbo_grad, log_normal_diag, make_generator,
-                      reparameterize)
+from iai_core import (LatentGaussianModel, LinearGaussianModel, elbo, elbo_from_noise, elbo_grad, log_normal_diag,
+                      make_generator, reparameterize)
 
 
 def _factor_model(device, dtype=torch.float64, diagonal_posterior=False, seed=0):
@@ -92,6 +92,19 @@ def test_elbo_on_device_keeps_dtype(device, dtype):
     mu = torch.zeros(4, 2, device=device, dtype=dtype)
     out = elbo(model, x, mu, mu, n_samples=2, generator=make_generator(0, device))
     assert out.shape == (4,) and out.dtype == dtype and out.device.type == device.type
+
+
+@pytest.mark.parametrize("analytic_kl", [True, False])
+def test_elbo_is_elbo_from_noise_with_the_same_draw(device, analytic_kl):
+    model, x = _factor_model(device)
+    mu = torch.randn(4, 2, generator=make_generator(1, device), device=device, dtype=x.dtype)
+    logvar = torch.full_like(mu, -0.7)
+    got = elbo(model, x, mu, logvar, n_samples=5, analytic_kl=analytic_kl, generator=make_generator(2, device))
+    eps = torch.randn(5, 4, 2, generator=make_generator(2, device), device=device, dtype=x.dtype)
+    torch.testing.assert_close(got, elbo_from_noise(model, x, mu, logvar, eps, analytic_kl=analytic_kl), rtol=0, atol=0)
+    # with eps fixed the estimate is deterministic: the same noise, the same number
+    other = elbo(model, x, mu, logvar, n_samples=5, analytic_kl=analytic_kl, generator=make_generator(3, device))
+    assert not torch.equal(got, other)
 
 
 def test_elbo_bad_inputs():

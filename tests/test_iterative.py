@@ -204,6 +204,44 @@ def test_train_step_gradients_match_the_unrolled_loss(encoding):
     torch.testing.assert_close(means, torch.stack([v.mean() for v in values]).detach())
 
 
+@pytest.mark.parametrize("encoding", ["gradient", "error"])
+def test_compiled_step_is_the_eager_step(device, encoding):
+    """compile=True draws the same noise and does the same arithmetic, up to rounding."""
+    from torch._dynamo.utils import counters
+    counters.clear()
+    x = torch.bernoulli(torch.full((6, 10), 0.4, dtype=torch.float64), generator=make_generator(0)).to(device)
+    out = {}
+    for compile in (False, True):
+        model = LatentGaussianModel(10, 3, hidden=8, depth=2, activation=nn.ELU, seed=0).to(device, torch.float64)
+        enc = IterativeEncoder(10, 3, hidden=8, encoding=encoding, seed=1).to(device, torch.float64)
+        opts = [torch.optim.SGD(m.parameters(), lr=0.0) for m in (enc, model)]
+        means = train_step(enc, model, x, *opts, n_iterations=3, n_samples=4, generator=make_generator(5, device),
+                           compile=compile)
+        out[compile] = [means] + [p.grad for p in enc.parameters()] + [p.grad for p in model.parameters()]
+        assert all(p.requires_grad for p in model.parameters())     # constants only during the step
+    assert counters["stats"]["unique_graphs"] >= 1, "torch.compile compiled nothing"
+    for eager, compiled in zip(out[False], out[True]):
+        torch.testing.assert_close(compiled, eager, rtol=1e-9, atol=1e-10)
+
+
+def test_decoder_is_constant_only_during_the_step():
+    from iai_core.iterative import _constant
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
+    model.decoder[0].bias.requires_grad_(False)                     # frozen by the user: stays frozen
+    flags = [p.requires_grad for p in model.parameters()]
+    enc = IterativeEncoder(8, 2, hidden=8, seed=1)
+    x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
+    for dec_opt in (torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1), None):
+        train_step(enc, model, x, torch.optim.SGD(enc.parameters(), lr=0.1), dec_opt, n_iterations=2,
+                   generator=make_generator(1))
+        assert [p.requires_grad for p in model.parameters()] == flags
+    with pytest.raises(RuntimeError, match="inside"):
+        with _constant(list(model.parameters())):
+            assert not any(p.requires_grad for p in model.parameters())
+            raise RuntimeError("inside")
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
 def test_mixed_precision_step_runs_and_stays_close():
     model = LatentGaussianModel(16, 3, hidden=16, depth=1, seed=0)
     x = torch.bernoulli(torch.full((8, 16), 0.4), generator=make_generator(0))
@@ -310,6 +348,8 @@ def test_bad_arguments_raise():
     opt = torch.optim.Adam(enc.parameters())
     with pytest.raises(ValueError, match="n_iterations must be > 0"):
         train_step(enc, model, x, opt, n_iterations=0)
+    with pytest.raises(TypeError, match="compile must be a bool, got str"):
+        train_step(enc, model, x, opt, compile="yes")
     with pytest.raises(ValueError, match="batch_size must be > 0"):
         train_iterative(enc, model, x, epochs=1, batch_size=0)
     with pytest.raises(ValueError, match="lr_encoder must be > 0"):
