@@ -31,7 +31,7 @@ from .gmm import (EMResult, GaussianMixture, component_log_prob, e_step, fit_gmm
                   log_likelihood, m_step, responsibilities)
 
 # Chapter 2
-from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize
+from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize, standard_noise
 from .models import LatentGaussianModel, bernoulli_log_likelihood, mlp
 from .elbo import check_lambda, elbo, elbo_from_noise, elbo_grad
 from .local_opt import OPTIMIZERS, LocalOptResult, optimize_lambda

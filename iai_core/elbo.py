@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ._validate import check_generator, check_positive, check_tensor
-from .gaussian import kl_normal_standard, log_normal_diag
+from ._validate import check_positive, check_tensor
+from .gaussian import kl_normal_standard, log_normal_diag, reparameterize, standard_noise
 from .models import LatentGaussianModel
 
 __all__ = ["check_lambda", "elbo", "elbo_from_noise", "elbo_grad"]
@@ -41,8 +41,7 @@ def elbo(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tensor, logvar: 
     check_positive("n_samples", n_samples, integer=True)
     if validate:
         check_lambda(model, x, mu, logvar)
-    check_generator("generator", generator, mu.device)
-    eps = torch.randn((n_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    eps = standard_noise(mu, n_samples, generator)
     return elbo_from_noise(model, x, mu, logvar, eps, analytic_kl=analytic_kl)
 
 
@@ -54,7 +53,7 @@ def elbo_from_noise(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tenso
     (common random numbers); ``elbo`` draws eps and calls this. No validation and no random draw,
     so it also runs under ``torch.compile`` (see ``iai_core.iterative.train_step``).
     """
-    z = mu + torch.exp(0.5 * logvar) * eps                              # (S, batch, d), reparameterized
+    z = reparameterize(mu, logvar, eps=eps)                             # (S, batch, d)
     if analytic_kl:
         return model.log_likelihood(x, z).mean(0) - kl_normal_standard(mu, logvar)
     return (model.log_joint(x, z) - log_normal_diag(z, mu, logvar)).mean(0)

@@ -11,7 +11,7 @@ import torch
 
 from ._validate import check_generator
 
-__all__ = ["log_normal_diag", "log_standard_normal", "kl_normal_standard", "reparameterize"]
+__all__ = ["log_normal_diag", "log_standard_normal", "kl_normal_standard", "standard_noise", "reparameterize"]
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -31,9 +31,18 @@ def kl_normal_standard(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """z = mu + sigma * eps with eps ~ N(0, I): (n_samples, *mu.shape), differentiable in (mu, logvar)."""
+def standard_noise(mu: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """eps ~ N(0, I) of shape (n_samples, *mu.shape), on mu's device and in its dtype."""
     check_generator("generator", generator, mu.device)
-    eps = torch.randn((n_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    return torch.randn((n_samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int = 1,
+                   generator: torch.Generator | None = None, *, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """z = mu + sigma * eps with eps ~ N(0, I): (n_samples, *mu.shape), differentiable in (mu, logvar).
+
+    eps: given noise (S, *mu.shape) instead of ``n_samples`` fresh draws from ``generator``.
+    """
+    if eps is None:
+        eps = standard_noise(mu, n_samples, generator)
     return mu + torch.exp(0.5 * logvar) * eps

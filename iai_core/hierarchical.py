@@ -30,7 +30,8 @@ from ._random import make_generator, seeded
 from ._validate import check_binary, check_generator, check_positive, check_tensor
 from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize
 from .importance import log_marginal_is
-from .iterative import NORMALIZATIONS, IterativeHistory, _adam, _check_training_args, gated_update, normalize
+from .iterative import (NORMALIZATIONS, IterativeHistory, _adam, _check_training_args, _fit_epochs, gated_update,
+                        normalize)
 from .models import bernoulli_log_likelihood, mlp
 
 __all__ = ["HierarchicalLambda", "HierarchicalModel", "HierarchicalEncoder", "HierarchicalIterativeEncoder",
@@ -445,28 +446,21 @@ def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor,
     iterative = isinstance(encoder, HierarchicalIterativeEncoder)
     enc_opt, dec_opt = _adam(encoder.parameters(), lr_encoder), _adam(model.parameters(), lr_decoder)
     generator = make_generator(seed, p.device)
-    history = IterativeHistory()
-    for epoch in progress(range(epochs), enabled=show_progress, desc="training the two-level model"):
-        perm = torch.randperm(x_train.shape[0], generator=generator, device=p.device)
-        finals = []
-        for idx in perm.split(batch_size):
-            if iterative:
-                means = hierarchical_iterative_step(encoder, model, x_train[idx], enc_opt, dec_opt,
-                                                    n_iterations=n_iterations, n_samples=n_samples,
-                                                    generator=generator, validate=False)
-            else:
-                means = hierarchical_standard_step(encoder, model, x_train[idx], enc_opt, dec_opt,
-                                                   n_samples=n_samples, generator=generator, validate=False)
-            finals.append(means[-1])
-        history.epochs.append(epoch + 1)
-        history.train_elbo.append(float(torch.stack(finals).mean()))
-        if x_test is not None:
-            g = make_generator(seed + 1, p.device)
-            if iterative:
-                value = hierarchical_inference(encoder, model, x_test, n_iterations=n_iterations,
-                                               n_samples=n_samples, generator=g).elbo[-1]
-            else:
-                with torch.no_grad():
-                    value = model.elbo(x_test, encoder(x_test), n_samples=n_samples, generator=g, validate=False)
-            history.test_elbo.append(float(value.mean()))
-    return history
+
+    def step(x):
+        if iterative:
+            return hierarchical_iterative_step(encoder, model, x, enc_opt, dec_opt, n_iterations=n_iterations,
+                                               n_samples=n_samples, generator=generator, validate=False)
+        return hierarchical_standard_step(encoder, model, x, enc_opt, dec_opt, n_samples=n_samples,
+                                          generator=generator, validate=False)
+
+    def test_elbo(x):
+        g = make_generator(seed + 1, p.device)
+        if iterative:
+            return hierarchical_inference(encoder, model, x, n_iterations=n_iterations, n_samples=n_samples,
+                                          generator=g).elbo[-1]
+        with torch.no_grad():
+            return model.elbo(x, encoder(x), n_samples=n_samples, generator=g, validate=False)
+
+    return _fit_epochs(step, test_elbo, x_train, x_test, epochs=epochs, batch_size=batch_size, generator=generator,
+                       desc="training the two-level model", show_progress=show_progress)

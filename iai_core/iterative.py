@@ -31,7 +31,7 @@ from ._progress import progress
 from ._random import make_generator, seeded
 from ._validate import check_generator, check_positive, check_seed, check_tensor
 from .elbo import check_lambda, elbo, elbo_from_noise, elbo_grad
-from .gaussian import reparameterize
+from .gaussian import reparameterize, standard_noise
 from .models import LatentGaussianModel, mlp
 
 __all__ = ["ENCODINGS", "NORMALIZATIONS", "normalize", "gated_update", "prediction_errors", "IterativeEncoder",
@@ -276,7 +276,7 @@ def train_step(encoder: IterativeEncoder, model: LatentGaussianModel, x: torch.T
         logvar.requires_grad_(True)
     means = []
     for t in range(T + 1):
-        eps = torch.randn((n_samples, *mu.shape), generator=generator, device=x.device, dtype=mu.dtype)
+        eps = standard_noise(mu, n_samples, generator)
         with _constant(model_params if t < T or decoder_optimizer is None else []), \
                 torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed_precision):
             value = elbo_fn(model, x, mu, logvar, eps).to(x.dtype)
@@ -359,19 +359,29 @@ def train_iterative(encoder: IterativeEncoder, model: LatentGaussianModel, x_tra
     enc_opt = _adam(encoder.parameters(), lr_encoder)
     dec_opt = _adam(model.parameters(), lr_decoder) if train_decoder else None
     generator = make_generator(seed, p.device)
+
+    def step(x):
+        return train_step(encoder, model, x, enc_opt, dec_opt, n_iterations=n_iterations, n_samples=n_samples,
+                          generator=generator, mixed_precision=mixed_precision, compile=compile, validate=False)
+
+    def test_elbo(x):
+        return iterative_inference(encoder, model, x, n_iterations=n_iterations, n_samples=n_samples,
+                                   generator=make_generator(seed + 1, p.device)).elbo[-1]
+
+    return _fit_epochs(step, test_elbo, x_train, x_test, epochs=epochs, batch_size=batch_size, generator=generator,
+                       desc="training the iterative model", show_progress=show_progress)
+
+
+def _fit_epochs(step, test_elbo, x_train: torch.Tensor, x_test: torch.Tensor | None, *, epochs: int,
+                batch_size: int, generator: torch.Generator, desc: str, show_progress: bool) -> IterativeHistory:
+    """The epoch loop of Chapter 4's trainers: minibatches in an order drawn from ``generator``,
+    step(x_batch) -> mean ELBO at each iterate (T + 1,); after each epoch test_elbo(x_test) -> (M,)."""
     history = IterativeHistory()
-    for epoch in progress(range(epochs), enabled=show_progress, desc="training the iterative model"):
-        perm = torch.randperm(x_train.shape[0], generator=generator, device=p.device)
-        finals = []
-        for idx in perm.split(batch_size):
-            means = train_step(encoder, model, x_train[idx], enc_opt, dec_opt, n_iterations=n_iterations,
-                               n_samples=n_samples, generator=generator, mixed_precision=mixed_precision,
-                               compile=compile, validate=False)
-            finals.append(means[-1])
+    for epoch in progress(range(epochs), enabled=show_progress, desc=desc):
+        perm = torch.randperm(x_train.shape[0], generator=generator, device=x_train.device)
+        finals = [step(x_train[idx])[-1] for idx in perm.split(batch_size)]
         history.epochs.append(epoch + 1)
         history.train_elbo.append(float(torch.stack(finals).mean()))
         if x_test is not None:
-            res = iterative_inference(encoder, model, x_test, n_iterations=n_iterations, n_samples=n_samples,
-                                      generator=make_generator(seed + 1, p.device))
-            history.test_elbo.append(float(res.elbo[-1].mean()))
+            history.test_elbo.append(float(test_elbo(x_test).mean()))
     return history
