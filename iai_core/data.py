@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ._validate import check_positive
+from .env import offset_seed
 
 __all__ = ["Dataset", "load_digits", "read_idx", "load_mnist", "load_dataset", "IDX_FILES"]
 
@@ -50,7 +51,7 @@ class Dataset:
 
 
 def _split(x: np.ndarray, y: np.ndarray, n_test: int, seed: int):
-    perm = np.random.default_rng(seed).permutation(len(x))
+    perm = np.random.default_rng(offset_seed(seed)).permutation(len(x))
     test, train = perm[:n_test], perm[n_test:]
     return x[train], x[test], y[train], y[test]
 
@@ -58,7 +59,8 @@ def _split(x: np.ndarray, y: np.ndarray, n_test: int, seed: int):
 def load_digits(*, n_test: int = 297, seed: int = 0, device=None, dtype=torch.float32) -> Dataset:
     """The embedded binarized 8x8 digits: 1,500 training and 297 test images of 64 pixels.
 
-    The split is a seeded permutation, so the same ``seed`` always gives the same split.
+    The split is a seeded permutation, so the same ``seed`` always gives the same split (shifted,
+    like every seed, by ``IAI_SEED_OFFSET``).
     """
     check_positive("n_test", n_test, integer=True)
     if n_test >= 1797:
