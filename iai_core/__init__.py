@@ -18,6 +18,7 @@ The package reads top-down like the book: one module per idea, public names re-e
     hmc          Ch. 5  batched Hamiltonian Monte Carlo: leapfrog, Metropolis correction, step-size adaptation
     targets      Ch. 5  toy 2-D targets (banana, X-shaped, two modes) with exact log densities and log Z
     semi_implicit Ch. 5 semi-implicit q (amortized or not), SIVI's bounds, UIVI's gradient, training loops
+    claims              the book's claims: asserts that record their margins, numbers glued into the prose
     env                 settings from the environment: the seed offset of the sweep, smoke-test budgets
     data                the embedded binarized digits and an IDX loader for (Fashion-)MNIST
     devices             which devices exist here
@@ -25,6 +26,7 @@ The package reads top-down like the book: one module per idea, public names re-e
 """
 from ._random import make_generator, seeded
 from .env import budget, offset_seed, seed_offset, smoke
+from .claims import claim, glue
 from .data import Dataset, load_dataset, load_digits, load_mnist, read_idx
 from .devices import available_devices, default_device
 

@@ -3,9 +3,10 @@
     python scripts/execute_notebooks.py                 # every notebook in chapters/ and solutions/
     python scripts/execute_notebooks.py path/to/a.ipynb # just these
 
-Each runs in its own folder with TQDM_DISABLE=1 and one BLAS thread (as under `make`) (no progress bars in stored outputs). Widget
-state and per-cell timing metadata are dropped, so the book loads no widget scripts from a CDN
-and a re-run changes only what really changed. Prints each notebook's wall-clock time.
+Each runs in its own folder with TQDM_DISABLE=1 and one BLAS thread (as under `make`), so no
+progress bars are stored. Widget state and per-cell timing metadata are dropped, so the book loads
+no widget scripts from a CDN and a re-run changes only what really changed; then the paired percent
+script beside the notebook is rewritten (scripts/sync_sources.py). Prints each notebook's wall-clock time.
 """
 import os
 import sys
@@ -22,9 +23,9 @@ def notebooks(args):
     if args:
         return [Path(a) for a in args]
     found = sorted((ROOT / "chapters").rglob("*.ipynb")) + sorted((ROOT / "solutions").rglob("*.ipynb"))
-    # student versions (chapters/*/exercises.ipynb) are generated unexecuted
-    return [p for p in found if ".ipynb_checkpoints" not in p.parts and p.name != "exercises.ipynb"
-            or p.is_relative_to(ROOT / "solutions")]
+    # student versions (chapters/*/exercises.ipynb) are generated unexecuted; Jupyter's autosaves never count
+    student = [p for p in found if p.is_relative_to(ROOT / "chapters") and p.name == "exercises.ipynb"]
+    return [p for p in found if ".ipynb_checkpoints" not in p.parts and p not in student]
 
 
 def clean(nb):
@@ -36,6 +37,7 @@ def clean(nb):
 
 
 def main(args):
+    import sync_sources                                      # scripts/ is on sys.path when run as a script
     os.environ["TQDM_DISABLE"] = "1"
     os.environ.setdefault("PYTHONHASHSEED", "0")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -46,6 +48,7 @@ def main(args):
         NotebookClient(nb, timeout=900, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         nbformat.write(clean(nb), str(path))
+        sync_sources.main([str(path)])                       # the reviewable .py beside it
         print(f"{path.relative_to(ROOT) if path.is_absolute() else path}: {time.perf_counter() - start:.1f} s")
 
 

@@ -1,0 +1,323 @@
+# %% tags=["remove-cell", "colab-install"]
+# Colab only: install iai_core from the book's repository when it is missing.
+import importlib.util, subprocess, sys
+if "google.colab" in sys.modules and importlib.util.find_spec("iai_core") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "iai_core @ git+https://github.com/iai-book/iai-book"], check=True)
+
+# %% [markdown]
+# (sec-hierarchical)=
+# # 4.2 A two-level model: top-down inference
+#
+# The iterative inference models of {ref}`sec-iterative` refine one Gaussian $q(z \mid x)$. The paper
+# {cite}`marino2018iterative` also trains them on *hierarchical* models, where a latent variable's
+# prior is predicted by the level above it. There a standard inference model faces a problem
+# that the single-level model hides: it maps the data bottom-up to every level's estimate, but
+# the best estimate of a lower level depends on the *top-down* prior, which depends on the
+# estimate of the level above. Ladder VAEs {cite}`sonderby2016ladder` answer this with a
+# hand-designed top-down pass; Marino et al. observe that the ELBO's gradient already contains
+# the top-down term, so an inference model that reads gradients does top-down inference by
+# construction. This section builds a two-level model (`iai_core.hierarchical`), shows where
+# the top-down term sits in the gradient, and compares standard and iterative inference on it.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+import iai_core
+from iai_core import (HierarchicalEncoder, HierarchicalIterativeEncoder, HierarchicalLambda, HierarchicalModel,
+                      hierarchical_inference, log_marginal_hierarchical, make_generator, train_hierarchical)
+
+FULL_SCALE = False  # True: binarized MNIST at the paper's sizes (wants a GPU)
+device = iai_core.default_device()
+if not FULL_SCALE:
+    torch.set_num_threads(1)      # networks this small run faster on one thread than on several
+
+if FULL_SCALE:
+    data = iai_core.load_dataset("mnist", download=True, device=device)
+    Z1, Z2, HIDDEN, PRIOR_HIDDEN = 64, 32, 512, 256    # the paper's two-level MNIST model
+    EPOCHS, BATCH, LR = 100, 256, 2e-4                 # the official configuration: batch 256, Adam 2e-4
+    T, N_SAMPLES = 5, 1                                # 5 inference iterations, 1 sample per ELBO
+    N_EVAL, N_IS, N_PRECISE = 1000, 5000, 100        # as in Chapter 4 (memory: K x N_EVAL x 784 logits per chunk)
+else:
+    data = iai_core.load_dataset("digits", device=device)
+    Z1, Z2, HIDDEN, PRIOR_HIDDEN = 8, 4, 64, 64
+    EPOCHS, BATCH, LR = 30, 100, 3e-3
+    T, N_SAMPLES = 5, 1
+    N_EVAL, N_IS, N_PRECISE = 297, 200, 100
+x_train, x_test = data.x_train, data.x_test[:N_EVAL]
+D = data.dim
+print(f"{data.name}: {x_train.shape[0]} training and {x_test.shape[0]} test images of {D} pixels; "
+      f"latents {Z1} (bottom) and {Z2} (top); T = {T} iterations, {N_SAMPLES} sample per ELBO")
+
+# %% [markdown]
+# ## The model and its ELBO
+#
+# The generative model is top-down: a top latent $z_2 \in \mathbb{R}^{d_2}$, a bottom latent
+# $z_1 \in \mathbb{R}^{d_1}$ whose Gaussian prior is predicted from $z_2$ by a network, and the
+# pixels from $z_1$:
+#
+# $$
+# \begin{aligned}
+# p(z_2) &= \mathcal{N}(0, I), \\
+# p_\theta(z_1 \mid z_2) &= \mathcal{N}\big(\mu_p(z_2), \operatorname{diag} e^{\log\sigma_p^2(z_2)}\big), \\
+# p_\theta(x \mid z_1) &= \textstyle\prod_j \operatorname{Bernoulli}\big(x_j; \operatorname{sigmoid}(\mathrm{dec}(z_1))_j\big).
+# \end{aligned}
+# $$
+#
+# Following the official code, the approximate posterior keeps **one diagonal Gaussian per level**,
+# $q(z_1, z_2 \mid x) = \mathcal{N}(z_1; \mu_1, \operatorname{diag}\sigma_1^2)\,\mathcal{N}(z_2; \mu_2, \operatorname{diag}\sigma_2^2)$,
+# with $\lambda = (\lambda_1, \lambda_2)$, $\lambda_\ell = (\mu_\ell, \log\sigma_\ell^2)$. It is
+# factorized across the levels; the levels interact only through the ELBO,
+#
+# $$
+# \begin{aligned}
+# \mathcal{L}(x, \lambda) = {} & \mathbb{E}_{q}\big[\log p_\theta(x \mid z_1)\big]
+# - \mathbb{E}_{q(z_2)}\Big[\mathrm{KL}\big(q(z_1) \,\|\, p_\theta(z_1 \mid z_2)\big)\Big] \\
+# & - \mathrm{KL}\big(q(z_2) \,\|\, \mathcal{N}(0, I)\big).
+# \end{aligned}
+# $$
+#
+# The top KL is in closed form. The middle one is a KL between two Gaussians *for a given* $z_2$,
+# so it is in closed form inside the expectation and only $z_2$ is sampled (the official code samples
+# it as $\log q(z_1) - \log p(z_1 \mid z_2)$; both are unbiased, ours has lower variance). With
+# $S$ reparameterized samples $z_\ell^{(s)} = \mu_\ell + \sigma_\ell \odot \epsilon_\ell^{(s)}$,
+# `HierarchicalModel.elbo` returns one estimate per example. The importance-sampled
+# $\log p(x)$ {cite}`burda2016importance` uses the whole hierarchy:
+# $w_k = p(x \mid z_1^{(k)})\, p(z_1^{(k)} \mid z_2^{(k)})\, p(z_2^{(k)}) / \big(q(z_1^{(k)})\, q(z_2^{(k)})\big)$.
+#
+# ## Where top-down inference sits in the gradient
+#
+# Differentiate the ELBO with respect to the bottom mean:
+#
+# $$
+# \nabla_{\mu_1}\mathcal{L} =
+# \underbrace{\mathbb{E}_q\big[\nabla_{z_1}\log p_\theta(x \mid z_1)\big]}_{\text{bottom-up: the data's prediction error}}
+# \; - \;
+# \underbrace{\mathbb{E}_{q(z_2)}\!\left[\frac{\mu_1 - \mu_p(z_2)}{\sigma_p^2(z_2)}\right]}_{\text{top-down: the prior's prediction error}} .
+# $$
+#
+# The second term is the error of $z_1$'s estimate under the prior predicted from the *current*
+# estimate of $z_2$. Symmetrically, $\nabla_{\lambda_2}\mathcal{L}$ contains the same error pulled
+# back through $\mu_p$ and $\log\sigma_p^2$ (bottom-up information for the top level) plus the
+# pull of $\mathcal{N}(0, I)$. A standard inference model $\lambda = f_\phi(x)$ sees neither:
+# it must predict both levels from the data alone. An iterative model that reads
+# $\nabla_{\lambda_1}\mathcal{L}$ and $\nabla_{\lambda_2}\mathcal{L}$ updates each level with
+# both kinds of information, which is the paper's account of why top-down inference helps.
+#
+# `iai_core.HierarchicalIterativeEncoder` has one network per level. Each reads its own level's
+# normalized gradient (`iai_core.normalize`, the log-sign encoding of {ref}`sec-iterative-normalization`),
+# its current $\lambda_\ell$ and (as the official MNIST configurations do) $x - \tfrac12$, and
+# makes the gated update of Chapter 4 (`iai_core.gated_update`):
+#
+# $$
+# \Delta_{\ell,t}, g_{\ell,t} = f_{\phi_\ell}\big(\nabla_{\lambda_\ell}\mathcal{L}(x, \lambda_t), \lambda_{\ell,t}, x\big), \qquad
+# \lambda_{\ell,t+1} = g_{\ell,t} \odot \lambda_{\ell,t} + (1 - g_{\ell,t}) \odot \Delta_{\ell,t}, \qquad \ell = 1, 2 .
+# $$
+#
+# The gradients of all four tensors $(\mu_1, \log\sigma_1^2, \mu_2, \log\sigma_2^2)$, for every
+# example of the batch, come from **one** autograd call on the summed ELBO per iterate (examples
+# are independent, so each row is that example's own gradient; `tests/test_hierarchical.py`
+# checks this against the full Jacobian). Inference starts from the prior:
+# $\lambda_{2,0} = (0, 0)$ and $\lambda_{1,0} = (\mu_p(0), \log\sigma_p^2(0))$.
+# Training is Chapter 4's: $T$ unrolled iterations, the inference model descends the mean negative
+# ELBO over the iterations, the generative model the last iterate's, each with its own Adam.
+#
+# The standard model, `iai_core.HierarchicalEncoder`, is one bottom-up pass: an MLP on $x$ gives
+# $\lambda_1$ and, one layer further up, $\lambda_2$.
+
+# %% [markdown]
+# ## What the official code does
+#
+# Reading `joelouismarino/iterative_inference` (`cfg/mnist/hierarchical/*/config.py`,
+# `lib/models.py`, `lib/modules.py`, `util/train_val.py`) against the paper. The paper describes a
+# Gaussian $q$ per level, $q(z_1 \mid x)\,q(z_2 \mid x)$; inference models that read gradients
+# ("or errors"); a $z_2 \to z_1 \to x$ model with $d = 64, 32$; a start at the prior; and a
+# bottom-up standard encoder. The code and this section differ from it, and from each other, here:
+#
+# | choice | official code | here |
+# |---|---|---|
+# | approximate posterior | the same; a level's estimate is updated from the level below's output (a $z_1$ sample, its error and 64 deterministic units) | the same factorization; each level's network reads only its own gradient (and $x$) |
+# | iterative input | the hierarchical MNIST configuration encodes **errors**: $x - \hat x$, $z_1 - \mu_p(z_2)$, $z_2 - 0$, plus $x - \tfrac12$, $\mu_\ell$, $\log\sigma^2_\ell$ | log-sign gradients per level, $\lambda_\ell$, $x - \tfrac12$ |
+# | generative model | also 64 deterministic units from $z_2$'s decoder fed to the output decoder, so $x$ depends on $z_2$ directly; batch normalization; highway layers | $z_2 \to z_1 \to x$, plain ELU MLPs |
+# | sizes, optimization | 2 × 512 and 2 × 256 ELU layers; batch 256; 1 sample; 5 iterations; two Adams, $2\cdot10^{-4}$ | `FULL_SCALE = True`: the same latents, batch, samples, iterations and optimizers; decoder 2 × 512 and prior network 2 × 256, but both levels' inference networks 512 wide |
+# | $\mathrm{KL}(q(z_1) \,\|\, p(z_1 \mid z_2))$ | sampled | closed form given each sampled $z_2$ |
+# | starting estimate | $q(z_1)$ set to $p(z_1 \mid z_2)$ at a fresh ancestral sample $z_2 \sim p(z_2)$ | $p(z_1 \mid z_2 = 0)$, deterministic |
+# | standard model | $x \to \lambda_1$; $(z_1, \text{deterministic units}) \to \lambda_2$ | $x \to \lambda_1$ and $x \to \lambda_2$ through a shared MLP |
+#
+# So the paper's derivation is in terms of gradients, while its hierarchical MNIST run encodes the
+# errors those gradients are built from, and its generative model is not a strict chain.
+
+# %% [markdown]
+# ## Training both on the same generative architecture
+#
+# Three inference models, each trained jointly with its own decoder of the same architecture and
+# initialization, for the same number of epochs: the standard encoder, the iterative model
+# described above, and, as an ablation, the iterative model without the input $x$ (the paper's
+# gradient-only model).
+
+# %%
+def new_model():
+    return HierarchicalModel(D, Z1, Z2, hidden=HIDDEN, prior_hidden=PRIOR_HIDDEN, activation=nn.ELU, seed=11).to(device)
+
+
+runs = {
+    "standard": HierarchicalEncoder(D, Z1, Z2, hidden=HIDDEN, seed=12),
+    "iterative": HierarchicalIterativeEncoder(D, Z1, Z2, hidden=HIDDEN, include_x=True, seed=12),
+    "iterative, gradients only": HierarchicalIterativeEncoder(D, Z1, Z2, hidden=HIDDEN, include_x=False, seed=12),
+}
+trained = {}
+for name, encoder in runs.items():
+    model = new_model()
+    encoder = encoder.to(device)
+    train_hierarchical(encoder, model, x_train, epochs=EPOCHS, n_iterations=T, n_samples=N_SAMPLES, batch_size=BATCH,
+                       lr_encoder=LR, lr_decoder=LR, seed=0)
+    trained[name] = (encoder, model)
+
+# %% [markdown]
+# On held-out digits we compute, for each model, its estimate $\lambda$ (one pass, or $T$
+# iterations from the prior), the ELBO at that estimate with `N_PRECISE` samples, and the
+# importance-sampled $\log p(x)$ with $K = $ `N_IS` samples from $q$.
+
+# %%
+def infer(name, x, n_iterations=T, seed=30):
+    encoder, model = trained[name]
+    if isinstance(encoder, HierarchicalEncoder):
+        with torch.no_grad():
+            return encoder(x)
+    return hierarchical_inference(encoder, model, x, n_iterations=n_iterations, n_samples=N_SAMPLES,
+                                  generator=make_generator(seed, device)).lam
+
+
+def precise_elbo(model, x, lam, seed=31):
+    with torch.no_grad():
+        return model.elbo(x, lam, n_samples=N_PRECISE, generator=make_generator(seed, device))
+
+
+table = {}
+for name, (encoder, model) in trained.items():
+    lam = infer(name, x_test)
+    table[name] = {
+        "elbo": float(precise_elbo(model, x_test, lam).mean()),
+        "log_px": float(log_marginal_hierarchical(model, x_test, lam, n_samples=N_IS,
+                                                  generator=make_generator(32, device)).mean()),
+    }
+print(f"{'inference model':28s} {'ELBO':>8s} {'log p(x)':>9s}   (held-out, nats)")
+for name, row in table.items():
+    print(f"{name:28s} {row['elbo']:8.1f} {row['log_px']:9.1f}")
+
+# %% tags=["remove-input"]
+for row in table.values():
+    assert row["log_px"] >= row["elbo"] - 0.05
+diff_elbo = table["iterative"]["elbo"] - table["standard"]["elbo"]
+diff_lpx = table["iterative"]["log_px"] - table["standard"]["log_px"]
+assert abs(diff_elbo) < 1.0 and abs(diff_lpx) < 1.0
+assert table["iterative, gradients only"]["elbo"] < min(table["standard"]["elbo"], table["iterative"]["elbo"]) - 1.0
+
+# %% [markdown]
+# The paper reports, on binarized MNIST with this two-level model, a test $\log p(x)$ of
+# $-82.63$ nats with the standard inference model and $-82.457$ with the iterative one
+# {cite}`marino2018iterative`: a gain of 0.17 nats, about the size of its single-level gain.
+# On the digits, the iterative model that also sees $x$ ends up within a nat of the standard
+# one (the table), which does not resolve an effect of that size, in either direction; we do not
+# claim one. The gradient-only iterative model is clearly worse here, by more than a nat: for this
+# small network and short run the gradient alone is not enough, and, as in the official MNIST
+# configurations, the data itself is a useful input to the update. `FULL_SCALE = True` runs the
+# paper's sizes.
+
+# %% [markdown]
+# ## The top-down term, measured
+#
+# On the trained iterative model, split $\nabla_{\mu_1}\mathcal{L}$ into its two terms with the same
+# noise as the one-call gradient, check that they add up to it, and compare their sizes at the
+# starting estimate and after $T$ iterations.
+
+# %%
+encoder, model = trained["iterative"]
+res = hierarchical_inference(encoder, model, x_test, n_iterations=T, n_samples=N_SAMPLES,
+                             generator=make_generator(40, device))
+
+
+def gradient_terms(lam, seed=41, n=10):
+    _, grads = model.elbo_grad(x_test, lam, n_samples=n, generator=make_generator(seed, device))
+    mu1 = lam.mu1.detach().requires_grad_(True)
+    z1, z2 = model.sample_q(HierarchicalLambda(mu1, *lam[1:]), n, make_generator(seed, device))
+    bottom_up, = torch.autograd.grad(model.log_likelihood(x_test, z1).mean(0).sum(), mu1)
+    with torch.no_grad():
+        mu_p, logvar_p = model.prior_z1(z2)
+        top_down = -((lam.mu1 - mu_p) * torch.exp(-logvar_p)).mean(0)
+    return grads.mu1, bottom_up, top_down
+
+
+sizes = {}
+for t in (0, T):
+    lam_t = HierarchicalLambda(*(p[t] for p in res.path))
+    total, bottom_up, top_down = gradient_terms(lam_t)
+    torch.testing.assert_close(bottom_up + top_down, total, rtol=1e-4, atol=1e-4)
+    sizes[t] = (float(bottom_up.norm(dim=1).mean()), float(top_down.norm(dim=1).mean()))
+    print(f"t = {t}: mean |bottom-up term| {sizes[t][0]:#.2g}, mean |top-down term| {sizes[t][1]:#.2g}")
+
+# %% tags=["remove-input"]
+assert sizes[0][1] < 0.2 * sizes[0][0]
+assert sizes[T][1] > 0.3 * sizes[T][0]
+assert sizes[T][0] < 0.5 * sizes[0][0]
+
+# %% [markdown]
+# The two terms add up to the gradient the inference model reads (the `assert_close` above). At
+# the starting estimate $q(z_1)$ *is* the prior at $z_2 = 0$, so the top-down error is small (it
+# comes only from the spread of $z_2$) and the data term dominates. After $T$ steps the bottom-up
+# term has shrunk several-fold and the top-down term has grown to the same order: the estimate has
+# moved away from the prior to explain the data, and the prior pulls back. Near a stationary point
+# of $\lambda_1$ the two cancel. This balance is what the iterative model sees at every step and a
+# bottom-up encoder never does.
+
+# %% [markdown]
+# ## The ELBO along the iterations
+#
+# Finally, the held-out ELBO of the iterative models at each iterate, from the prior to $4T$
+# iterations (they were trained with $T$), against the standard encoder's single pass on its own
+# decoder.
+
+# %%
+T_LONG = 4 * T
+curves = {}
+for name in ("iterative", "iterative, gradients only"):
+    encoder, model = trained[name]
+    r = hierarchical_inference(encoder, model, x_test, n_iterations=T_LONG, n_samples=N_SAMPLES,
+                               generator=make_generator(50, device))
+    curves[name] = torch.stack([precise_elbo(model, x_test, HierarchicalLambda(*(p[t] for p in r.path))).mean()
+                                for t in range(T_LONG + 1)]).cpu()
+level_std = table["standard"]["elbo"]
+
+fig, ax = plt.subplots(figsize=(7, 4.5))
+for (name, c), style, color in zip(curves.items(), ("o-", "s--"), ("black", "tab:blue")):
+    ax.plot(range(T_LONG + 1), c, style, color=color, ms=3, label=f"{name} model")
+ax.axhline(level_std, color="tab:orange", ls=":", label="standard encoder (one pass)")
+ax.axvline(T, color="gray", ls=":", lw=1)
+ax.text(T + 0.2, level_std - 6, f"T = {T} (trained)", color="gray", fontsize=8)
+ax.set_ylim(level_std - 15, level_std + 3)
+ax.set_xlabel("inference iterations")
+ax.set_ylabel("mean held-out ELBO (nats)")
+ax.set_title("Two-level model: inference on held-out digits, from the prior")
+ax.legend(fontsize=8, loc="lower right")
+plt.show()
+
+it = curves["iterative"]
+print(f"iterative: at the prior {float(it[0]):.1f} nats, after 1 step {float(it[1]):.1f}, after T = {T}: "
+      f"{float(it[T]):.1f}, after {T_LONG}: {float(it[T_LONG]):.1f}; standard encoder {level_std:.1f}")
+
+# %% tags=["remove-input"]
+assert float(it[1]) > float(it[0]) + 10
+assert float(it[T]) >= float(it[1]) - 0.05
+assert float(it[T]) - float(it[1]) < 1.0
+assert abs(float(it[T_LONG]) - float(it[T])) < 0.5
+assert abs(float(it[T]) - level_std) < 1.0
+
+# %% [markdown]
+# The first learned step does most of the work: from the prior, one update reaches within a nat
+# of the final estimate, and the next $T - 1$ steps add a little more. Beyond $T$, where the
+# model was never trained, the ELBO stays flat (within half a nat up to $4T$): as in the
+# single-level case, the gate holds the estimate. The iterative model ends within a nat of the
+# standard encoder, each on its own decoder; on these digits the top-down information the gradients carry
+# does not buy a measurable improvement, while the paper's MNIST run reports 0.17 nats.
