@@ -69,7 +69,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if any(k < 0 for k in args.offsets):
         parser.error(f"--offsets must be >= 0, got {args.offsets}")
-    paths = [str(p.relative_to(ROOT) if p.is_absolute() else p) for p in notebooks(args.paths)]
+    paths = [str(p.resolve().relative_to(ROOT) if p.resolve().is_relative_to(ROOT) else p.resolve())
+             for p in notebooks(args.paths)]
     os.chdir(ROOT)
     tmp = Path(tempfile.mkdtemp(prefix="robust-"))
     jobs = [(p, k, str(tmp / f"{i}-{k}.jsonl")) for i, p in enumerate(paths) for k in args.offsets]
