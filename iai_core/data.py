@@ -88,7 +88,7 @@ def dynamic_binarize(x: torch.Tensor, generator: torch.Generator | None = None) 
 
     Same device and dtype as ``x``; ``generator`` (on x's device) makes the draw reproducible.
     """
-    check_tensor("x", x, finite=False)
+    check_tensor("x", x, finite=False)   # no finiteness check: it would stall a GPU on every minibatch
     check_generator("generator", generator, x.device)
     return torch.bernoulli(x, generator=generator)
 

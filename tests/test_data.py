@@ -1,4 +1,5 @@
 import gzip
+import inspect
 import io
 import re
 
@@ -356,6 +357,9 @@ def test_load_dataset_refuses_unknown_keyword_arguments(synthetic):
     with pytest.raises(ValueError, match="name must be one of"):
         load_dataset("cifar")
     assert load_dataset("digits", download=False).x_train.shape == (1500, 64)   # one call serves every name
+    signature = lambda f: set(inspect.signature(f).parameters)  # noqa: E731
+    assert set(data_mod._MNIST_KWARGS) == signature(load_mnist) - {"name"}
+    assert set(data_mod._DIGITS_KWARGS) == signature(load_digits) | {"download"}
     assert load_dataset("mnist", root=synthetic / "mnist", binarize="dynamic").binarize == "dynamic"
 
 
