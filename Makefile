@@ -68,6 +68,10 @@ student: setup
 grade: setup
 	$(VENV)/python -m iai_core.assign grade $(SUBMISSIONS) --out $(OUT)
 
+# Fashion-MNIST from Debian's package where apt is available; otherwise how to get the files.
+data: setup
+	bash scripts/get_data.sh
+
 # make retarget URL=https://github.com/OWNER/NAME: the launch buttons and every install cell.
 retarget: setup
 	$(VENV)/python scripts/retarget.py $(URL)

@@ -20,14 +20,16 @@ The package reads top-down like the book: one module per idea, public names re-e
     semi_implicit Ch. 5 semi-implicit q (amortized or not), SIVI's bounds, UIVI's gradient, training loops
     claims              the book's claims: asserts that record their margins, numbers glued into the prose
     env                 settings from the environment: the seed offset of the sweep, smoke-test budgets
-    data                the embedded binarized digits and an IDX loader for (Fashion-)MNIST
+    data                the embedded binarized digits; (Fashion-)MNIST with each paper's binarization
+    idx                 IDX and .amat files: read, write, check by the hash of their content
     devices             which devices exist here
     checks, assign      exercise checks and the instructor's student/grade tool
 """
 from ._random import make_generator, seeded
 from .env import budget, offset_seed, seed_offset, smoke
 from .claims import claim, glue
-from .data import Dataset, load_dataset, load_digits, load_mnist, read_idx
+from .data import (Dataset, dynamic_binarize, load_dataset, load_digits, load_mnist, read_idx, write_idx,
+                   write_synthetic_data)
 from .devices import available_devices, default_device
 
 # Chapter 1

@@ -17,6 +17,9 @@ With ``IAI_CLAIMS_LOG=file`` in the environment every claim appends one JSON lin
 ``make robust`` re-executes every notebook at other seeds and reports, per notebook, how many
 claims held and the smallest margins.
 
+Under ``IAI_SMOKE=1`` (tests that run a FULL_SCALE path on a few synthetic examples for a few
+steps, where the papers' claims cannot hold) a false claim is recorded but does not raise.
+
 ``glue(name, value)`` stores a number for the prose, where MyST reads it as ``{glue:text}`name:.1f```:
 the text quotes the run instead of a hand-typed number (myst-nb's glue format, with no dependency
 on myst-nb, which Colab does not have).
@@ -29,6 +32,8 @@ import operator
 import os
 
 import numpy as np
+
+from .env import smoke
 
 __all__ = ["claim", "glue", "OPS"]
 
@@ -70,7 +75,7 @@ def claim(what: str, lhs, op: str | None = None, rhs=None) -> None:
             raise TypeError("claim(what, condition) takes no rhs; use claim(what, lhs, op, rhs) for a comparison")
         held = bool(np.all(_as_array("condition", lhs) != 0)) if not isinstance(lhs, bool) else lhs
         _record({"what": what, "op": "true", "held": held})
-        if not held:
+        if not held and not smoke():
             raise AssertionError(f"claim failed: {what}")
         return
     if op not in OPS:
@@ -88,7 +93,7 @@ def claim(what: str, lhs, op: str | None = None, rhs=None) -> None:
     relative = margin / scale if scale > 0 else (math.inf if margin > 0 else 0.0)
     _record({"what": what, "op": op, "lhs": left, "rhs": right, "margin": margin, "relative_margin": relative,
              "n": int(margins.size), "held": held})
-    if not held:
+    if not held and not smoke():
         where = f" (at index {tuple(int(k) for k in i)} of {margins.size})" if margins.size > 1 else ""
         raise AssertionError(f"claim failed: {what}: {left:.6g} {op} {right:.6g} is false{where}")
 

@@ -4,7 +4,9 @@
                         seed sweep (``make robust``) re-runs the book at k = 1, 2, 3 to check that
                         no claim depends on which seed a reader gets.
     IAI_SMOKE=1         cut data sets and training budgets to a few examples and steps, so a test
-                        can run a notebook's FULL_SCALE path in seconds (see ``budget``).
+                        can run a notebook's FULL_SCALE path in seconds (see ``budget``); the
+                        data loaders skip their content check and ``claim`` records a false claim
+                        without raising. For tests only.
     IAI_DATA=folder     where the (Fashion-)MNIST files live (read by ``iai_core.data``).
 
 Every seed goes through ``iai_core.make_generator`` or ``iai_core.seeded`` (and the digits'

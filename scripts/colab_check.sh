@@ -13,18 +13,21 @@ PY=${PYTHON:-python3}
 start=$(date +%s)
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
+VENV=$(cd "$VENV" && pwd)
 PIP="$VENV/bin/python -m pip"
+$PIP install -q --upgrade pip            # Colab's pip is recent; venv's bundled one rejects git+file:// requirements
 $PIP install -q --retries 1 --timeout 15 "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
 $PIP install -q -r scripts/colab-requirements.txt
 $PIP install -q "iai_core @ git+file://$PWD"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
-"$VENV/bin/python" - <<'PY'
+(cd / && "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md
 import iai_core
 print("Colab-like environment:", ", ".join(f"{p} {md.version(p)}" for p in
       ("torch", "numpy", "ipywidgets", "scikit-learn", "scipy", "matplotlib", "tqdm")))
 assert "site-packages" in iai_core.__file__, f"iai_core must come from the git install, not {iai_core.__file__}"
 PY
+)
 echo "set-up: $(( $(date +%s) - start )) s"
 mapfile -t NOTEBOOKS < <(ls chapters/*/*.ipynb | grep -v '/exercises.ipynb$')
 JUPYTER_PATH="$VENV/share/jupyter" "$VENV/bin/python" scripts/robust.py --offsets 0 --jobs "${JOBS:-2}" --top 0 \

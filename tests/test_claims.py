@@ -84,3 +84,12 @@ def test_glue_returns_the_value_outside_jupyter():
     assert glue("elbo", 3.5) == 3.5
     with pytest.raises(ValueError, match="name must be"):
         glue("not a name", 1.0)
+
+
+def test_smoke_runs_record_false_claims_without_raising(tmp_path, monkeypatch):
+    log = tmp_path / "claims.jsonl"
+    monkeypatch.setenv("IAI_CLAIMS_LOG", str(log))
+    monkeypatch.setenv("IAI_SMOKE", "1")
+    claim("false in a smoke run", 3.0, "<", 1.0)
+    claim("false condition in a smoke run", False)
+    assert [e["held"] for e in read_log(log)] == [False, False]
