@@ -81,7 +81,7 @@ def mixture_log_prob(target: GaussianMixture, z: torch.Tensor) -> torch.Tensor:
 
 def mixture_moments(target: GaussianMixture) -> tuple[torch.Tensor, torch.Tensor]:
     """The exact mean and variance of a one-dimensional mixture (0-d tensors):
-    E[z] = sum_k pi_k mu_k,  Var[z] = sum_k pi_k (sigma_k^2 + mu_k^2) - E[z]^2."""
+    E[z] = sum_c pi_c m_c,  Var[z] = sum_c pi_c (s_c^2 + m_c^2) - E[z]^2."""
     _check_target(target)
     w, m, v = target.weights, target.means[:, 0], target.full_covariances()[:, 0, 0]
     mean = (w * m).sum()

@@ -26,7 +26,7 @@ def test_matches_sklearn_bayesian_gaussian_mixture(device):
     k, seed = 5, 3
     labels = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(x.cpu().numpy()).labels_   # scikit-learn's own start
     resp0 = torch.nn.functional.one_hot(torch.as_tensor(labels, dtype=torch.long), k).double().to(device)
-    res = fit_vb_gmm(x, k, n_iter=60, tol=0.0, reg=0.0, init_resp=resp0)
+    res = fit_vb_gmm(x, k, n_iterations=60, tol=0.0, reg=0.0, init_resp=resp0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sk = BayesianGaussianMixture(n_components=k, weight_concentration_prior_type="dirichlet_distribution",
@@ -48,7 +48,7 @@ def test_single_component_elbo_is_the_exact_log_evidence():
     n, d = x.shape
     prior = NormalWishartPrior(alpha0=2.0, beta0=0.5, m0=torch.tensor([0.5, -0.2], dtype=torch.float64),
                                W0=torch.tensor([[0.8, 0.1], [0.1, 0.5]], dtype=torch.float64), nu0=3.5)
-    res = fit_vb_gmm(x, 1, prior=prior, n_iter=3, tol=0.0, reg=0.0, init_resp=torch.ones(n, 1, dtype=torch.float64))
+    res = fit_vb_gmm(x, 1, prior=prior, n_iterations=3, tol=0.0, reg=0.0, init_resp=torch.ones(n, 1, dtype=torch.float64))
     xbar = x.mean(0)
     scatter = (x - xbar).T @ (x - xbar)
     beta_n, nu_n = prior.beta0 + n, prior.nu0 + n
@@ -66,7 +66,7 @@ def test_elbo_constants_against_monte_carlo():
     theta from q with torch.distributions (Z summed exactly)."""
     x = blobs(60, seed=2)
     prior = default_prior(x, 3)
-    res = fit_vb_gmm(x, 3, prior=prior, n_iter=5, tol=0.0, generator=torch.Generator().manual_seed(0), keep_history=True)
+    res = fit_vb_gmm(x, 3, prior=prior, n_iterations=5, tol=0.0, generator=torch.Generator().manual_seed(0), keep_history=True)
     resp, post = res.history[-1]
     D = torch.distributions
     torch.manual_seed(0)
@@ -92,7 +92,7 @@ def test_elbo_constants_against_monte_carlo():
 def test_elbo_never_decreases_and_pruning():
     """Each VB-E/VB-M pair raises the ELBO; surplus components keep only the prior's weight."""
     x = blobs(300, seed=4)
-    res = fit_vb_gmm(x, 6, prior=default_prior(x, 6, alpha0=1e-3), n_iter=300, tol=1e-9,
+    res = fit_vb_gmm(x, 6, prior=default_prior(x, 6, alpha0=1e-3), n_iterations=300, tol=1e-9,
                      generator=torch.Generator().manual_seed(2))
     assert (res.elbo.diff() > -1e-8).all()
     weights = res.posterior.weights.sort(descending=True).values

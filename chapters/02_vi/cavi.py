@@ -97,7 +97,7 @@ N_ITER_CHECK = 100
 sk_seed = offset_seed(3)
 labels = KMeans(n_clusters=C_MAX, n_init=1, random_state=sk_seed).fit(x.cpu().numpy()).labels_
 resp0 = torch.nn.functional.one_hot(torch.as_tensor(labels, device=device).long(), C_MAX).to(dtype)
-ours = fit_vb_gmm(x, C_MAX, n_iter=N_ITER_CHECK, tol=0.0, reg=0.0, init_resp=resp0)
+ours = fit_vb_gmm(x, C_MAX, n_iterations=N_ITER_CHECK, tol=0.0, reg=0.0, init_resp=resp0)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")                 # scikit-learn warns that 100 iterations did not converge
     sk = BayesianGaussianMixture(n_components=C_MAX, weight_concentration_prior_type="dirichlet_distribution",
@@ -165,7 +165,7 @@ glue("cavi_offset", float(offset.mean()))
 # optima.
 
 # %%
-vb_fits = [fit_vb_gmm(x, C_MAX, n_iter=1000, tol=1e-6, generator=make_generator(10 + s, device))
+vb_fits = [fit_vb_gmm(x, C_MAX, n_iterations=1000, tol=1e-6, generator=make_generator(10 + s, device))
            for s in range(N_STARTS)]
 vb = max(vb_fits, key=lambda r: float(r.elbo[-1]))
 em_fits = [fit_gmm(x, C_MAX, n_iter=1000, tol=1e-8, generator=make_generator(10 + s, device)) for s in range(N_STARTS)]
@@ -255,7 +255,7 @@ for n in N_GRID:
     xn = sample_data(budget(n, smoke_n=60), seed=2)
     start = torch.nn.functional.one_hot(torch.cdist(xn, MEANS).argmin(1), 3).to(dtype)
     em_n = fit_gmm(xn, 3, init=m_step(xn, start, reg=1e-12), reg=1e-12, n_iter=5000, tol=1e-13)
-    vb_n = fit_vb_gmm(xn, 3, init_resp=start, reg=1e-12, n_iter=5000, tol=1e-10 * xn.shape[0])
+    vb_n = fit_vb_gmm(xn, 3, init_resp=start, reg=1e-12, n_iterations=5000, tol=1e-10 * xn.shape[0])
     rows.append((xn.shape[0], float((vb_n.posterior.m - em_n.gmm.means).abs().max()),
                  float((vb_n.resp - responsibilities(xn, em_n.gmm)).abs().max()),
                  float((vb_n.posterior.weights - em_n.gmm.weights).abs().max())))
