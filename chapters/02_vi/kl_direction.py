@@ -145,8 +145,8 @@ glue("kl_ratio0", ratio0)
 # the best $\sigma$).
 
 # %%
-mus = torch.linspace(-4, 4, 161, dtype=dtype, device=device)
-sigmas = torch.logspace(-1.3, 1, 120, dtype=dtype, device=device)
+mus = torch.linspace(-4, 4, 81, dtype=dtype, device=device)
+sigmas = torch.logspace(-1.3, 1, 60, dtype=dtype, device=device)
 rev = reverse_kl(target, mus[:, None], sigmas[None, :], n_points=801).min(1).values.cpu()
 fwd = forward_kl(target, mus[:, None], sigmas[None, :], n_points=801).min(1).values.cpu()
 minima = lambda v: [i for i in range(1, len(v) - 1) if v[i] < v[i - 1] and v[i] < v[i + 1]]  # noqa: E731

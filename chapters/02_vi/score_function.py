@@ -60,7 +60,7 @@ if device.type == "cpu" and not FULL_SCALE:
 DATA = "mnist" if FULL_SCALE else "digits"
 Z_DIM = 2                                   # 2-D latents, as in Chapter 2: the exact gradient by quadrature
 HIDDEN = 200 if FULL_SCALE else 128
-EPOCHS = budget(50 if FULL_SCALE else 30)
+EPOCHS = budget(50 if FULL_SCALE else 20)
 N_DIGITS = 8                                # test digits whose lambda we study
 S = 10                                      # samples per gradient estimate, the same for every estimator
 R = budget(10_000 if FULL_SCALE else 1000, smoke_n=20)   # independent estimates per digit and estimator
