@@ -28,10 +28,10 @@ __all__ = ["AutoregressiveModel", "kl_per_dimension", "activity"]
 
 
 class AutoregressiveModel(LatentGaussianModel):
-    """p(z) p(x | z) with z ~ N(0, I_d) and x_i | z, x_<i ~ Bernoulli(sigmoid(g_theta(z)_i + sum_{j<i} A_ij x_j)).
+    """p(z) p(x | z) with z ~ N(0, I_d) and x_i | z, x_<i ~ Bernoulli(sigmoid(g_theta(z)_i + sum_{i'<i} V_ii' x_i')).
 
     g_theta is the MLP decoder of ``LatentGaussianModel`` (x_dim, z_dim, hidden, depth as there);
-    A (D, D) is strictly lower triangular (the mask keeps pixel i from seeing itself or later pixels)
+    V (D, D) is strictly lower triangular (the mask keeps pixel i from seeing itself or later pixels)
     and starts at 0, so training starts from the plain model. log p(x | z) is one masked matrix
     product for all pixels at once (the observed x is given); sampling is pixel by pixel.
     """
@@ -40,15 +40,15 @@ class AutoregressiveModel(LatentGaussianModel):
                  seed: int | None = None):
         super().__init__(x_dim, z_dim, hidden=hidden, depth=depth, likelihood="bernoulli", activation=activation,
                          seed=seed)
-        self.A = nn.Parameter(torch.zeros(x_dim, x_dim))
+        self.V = nn.Parameter(torch.zeros(x_dim, x_dim))
         self.register_buffer("mask", torch.tril(torch.ones(x_dim, x_dim), diagonal=-1))
 
     def autoregressive_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """sum_{j<i} A_ij x_j for every pixel i: (..., D) -> (..., D)."""
-        return x @ (self.A * self.mask).T
+        """sum_{i'<i} V_ii' x_i' for every pixel i: (..., D) -> (..., D)."""
+        return x @ (self.V * self.mask).T
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) = sum_i log Bernoulli(x_i; sigmoid(g(z)_i + (A x)_i)): x (batch, D), z (..., batch, d) -> (..., batch)."""
+        """log p(x | z) = sum_i log Bernoulli(x_i; sigmoid(g(z)_i + (V x)_i)): x (batch, D), z (..., batch, d) -> (..., batch)."""
         return bernoulli_log_likelihood(x, self.decode(z) + self.autoregressive_logits(x))
 
     @torch.no_grad()

@@ -19,7 +19,7 @@ def test_starts_as_the_plain_model_and_is_autoregressive(device):
     z = torch.randn(3, 4, 2, generator=g, dtype=torch.float64, device=device)
     torch.testing.assert_close(ar.log_likelihood(x, z), plain.log_likelihood(x, z))
     with torch.no_grad():
-        ar.A.copy_(torch.randn(5, 5, generator=g, dtype=torch.float64, device=device))
+        ar.V.copy_(torch.randn(5, 5, generator=g, dtype=torch.float64, device=device))
     jac = torch.autograd.functional.jacobian(ar.autoregressive_logits, x[0])
     lower = torch.ones(5, 5, dtype=torch.bool, device=device).tril(-1)
     assert (jac[~lower] == 0).all() and (jac[lower] != 0).all()     # pixel i reads only pixels j < i
@@ -32,7 +32,7 @@ def test_samples_follow_the_exact_distribution():
         for p in ar.decoder.parameters():
             p.zero_()
         ar.decoder[-1].bias.copy_(torch.tensor([0.3, -0.8, 0.5]))
-        ar.A.copy_(torch.tensor([[0.0, 0, 0], [2.0, 0, 0], [-1.5, 1.0, 0]]))
+        ar.V.copy_(torch.tensor([[0.0, 0, 0], [2.0, 0, 0], [-1.5, 1.0, 0]]))
     states = torch.tensor(list(itertools.product([0.0, 1.0], repeat=3)), dtype=torch.float64)
     exact = ar.log_likelihood(states, torch.zeros(1, 8, 1, dtype=torch.float64))[0].exp()
     exact = exact.detach()
