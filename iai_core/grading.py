@@ -1,0 +1,391 @@
+"""Grade a folder of submitted notebooks: in parallel, within limits, verdicts out of the student's reach.
+
+For each submission (read once, before any kernel starts):
+
+1. its code cells run, in order, in a fresh sandboxed kernel (``grading_kernel``) with its own
+   empty working folder; a cell that raises does not stop the next ones; cells that only call a
+   check (``ch01.check_e_step(e_step)``) are skipped, the grader runs the probes itself;
+2. a last cell runs each graded check's *probe* on the student's function, in that kernel, and
+   displays what the function returned as plain JSON data (``iai_core.checks.emit``);
+3. the grader, a process that never runs student code, *judges* those records with the checks
+   module it imported itself, and writes the points and the feedback.
+
+Limits: ``timeout`` seconds of wall clock per notebook (its cells may use three quarters; the
+probes get what remains, so functions defined before a cell that hangs are still checked),
+``memory`` bytes of address space per kernel. A notebook that times out, whose kernel dies or that
+cannot be read still gets its row: the chapter's maximum, 0 for the checks that did not run, the
+reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._progress import progress
+from .checks import RECORD_MIME, CheckFailed
+from .grading_sandbox import landlock_abi
+
+MAX_NOTEBOOK_BYTES = 50 * 2**20          # a larger submission is not read
+MAX_MESSAGE_BYTES = 64 * 2**20           # a kernel message larger than this is dropped
+CELL_SHARE = 0.75                        # the share of the timeout the notebook's own cells may use
+_CHECK_CELL = re.compile(r"^\s*ch\d\d\.check_\w+\(\s*\w+\s*\)\s*;?\s*(#.*)?$")
+_MODULE = re.compile(r"^iai_core\.checks\.ch\d\d$")
+
+
+@dataclass
+class Limits:
+    """timeout: wall-clock seconds per notebook (cells and checks); memory: bytes of address space per
+    kernel process; file_size: bytes per file the kernel writes."""
+    timeout: float = 600.0
+    memory: int = 4 * 2**30
+    file_size: int = 2**30
+
+    def __post_init__(self):
+        for name in ("timeout", "memory", "file_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"limits.{name} must be a positive number, got {v!r}")
+
+
+@dataclass
+class Submission:
+    """One notebook as read before grading: the code to run and what to check."""
+    notebook: str                        # path relative to the submissions folder
+    student: str                         # the ID: the first component of that path, without .ipynb
+    digest: str                          # sha256 of the file's bytes
+    module: str = ""                     # its checks module
+    cells: list[tuple[int, str]] = field(default_factory=list)    # (cell number, source) to run
+    error: str = ""                      # why it cannot be graded
+
+
+@dataclass
+class Outcome:
+    """The grade of one notebook: ``results[name] = (points, max, message)``."""
+    submission: Submission
+    results: dict[str, tuple[int, int, str]]
+    status: str                          # complete | timed out | kernel died | unreadable
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(r[0] for r in self.results.values())
+
+    @property
+    def max(self) -> int:
+        return sum(r[1] for r in self.results.values())
+
+
+def student_id(relative: Path) -> str:
+    """The ID a gradebook matches: ``alice.ipynb`` -> ``alice``, ``alice/exercises.ipynb`` -> ``alice``."""
+    first = relative.parts[0]
+    return first[: -len(".ipynb")] if first.endswith(".ipynb") else first
+
+
+def checks_modules() -> set[str]:
+    import pkgutil
+    from . import checks
+    return {f"iai_core.checks.{m.name}" for m in pkgutil.iter_modules(checks.__path__) if _MODULE.match(
+        f"iai_core.checks.{m.name}")}
+
+
+def read_submission(path: Path, folder: Path, module: str | None = None) -> Submission:
+    """Read one notebook (never written): its ID, digest, checks module and the cells to run."""
+    import nbformat
+    rel = path.relative_to(folder)
+    data = path.read_bytes()
+    sub = Submission(str(rel), student_id(rel), hashlib.sha256(data).hexdigest())
+    if len(data) > MAX_NOTEBOOK_BYTES:
+        sub.error = f"the notebook is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB"
+        return sub
+    try:
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4)
+    except Exception as e:  # not JSON, not a notebook, not UTF-8
+        sub.error = f"cannot read the notebook: {type(e).__name__}: {str(e)[:300]}"
+        return sub
+    iai = nb.metadata.get("iai") if isinstance(nb.metadata.get("iai"), dict) else {}
+    sub.module = module or str(iai.get("checks", ""))
+    if sub.module not in checks_modules():
+        sub.error = (f"the notebook's metadata names no known checks module (iai.checks = {sub.module!r}; "
+                     f"known: {', '.join(sorted(checks_modules()))})")
+        return sub
+    for i, cell in enumerate(nb.cells, start=1):
+        if cell.get("cell_type") != "code" or "colab-install" in cell.get("metadata", {}).get("tags", []):
+            continue
+        source = cell.get("source", "")
+        lines = [ln for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        if lines and all(_CHECK_CELL.match(ln) for ln in lines):
+            continue                    # feedback only; the grader runs the probes itself
+        sub.cells.append((i, source))
+    return sub
+
+
+def find_submissions(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+# ---- running one notebook -------------------------------------------------------------------------
+
+class _Died(Exception):
+    pass
+
+
+class _TimedOut(Exception):
+    pass
+
+
+@dataclass
+class Run:
+    """What came back from a kernel: the probe records, how the run ended, what went wrong."""
+    records: dict = field(default_factory=dict)
+    status: str = "complete"
+    notes: list[str] = field(default_factory=list)
+    sandbox: int | None = None
+
+
+async def _execute(km, kc, code: str, deadline: float, records: list | None = None, *,
+                   store_history: bool = True) -> str:
+    """Run one cell until the kernel is idle again; returns its error ("" if none) and appends the
+    probe records it displays to ``records``. Raises _TimedOut past ``deadline``, _Died if the kernel dies."""
+    msg_id = kc.execute(code, store_history=store_history, allow_stdin=False, stop_on_error=False)
+    error = ""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _TimedOut
+        try:
+            msg = await kc.get_iopub_msg(timeout=min(left, 1.0))
+        except queue.Empty:
+            if not await km.is_alive():
+                raise _Died from None
+            continue
+        if not isinstance(msg, dict) or msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind, content = msg.get("msg_type"), msg.get("content", {})
+        if kind == "status" and content.get("execution_state") == "idle":
+            return error
+        if kind == "error":
+            error = f"{content.get('ename', '?')}: {str(content.get('evalue', ''))[:300]}"
+        elif kind == "display_data" and records is not None and RECORD_MIME in content.get("data", {}):
+            records.append(content["data"][RECORD_MIME])
+
+
+def _record_cell(module: str, names: list[str]) -> str:
+    return f"import iai_core.checks as _iai_checks\n_iai_checks.emit({module!r}, {names!r}, globals())\n"
+
+
+def _kernel_env(work: Path, limits: Limits) -> dict:
+    return {**os.environ, "IAI_GRADE_WORKDIR": str(work), "IAI_GRADE_MEMORY": str(int(limits.memory)),
+            "IAI_GRADE_FILE_SIZE": str(int(limits.file_size)), "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
+
+
+async def run_notebook(sub: Submission, names: list[str], limits: Limits, root: Path, index: int) -> Run:
+    """Execute ``sub``'s cells then the probes in a fresh sandboxed kernel under ``root``."""
+    import zmq
+    import zmq.asyncio
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    start = time.monotonic()
+    deadline, cells_deadline = start + limits.timeout, start + CELL_SHARE * limits.timeout
+    work = root / f"work-{index}"
+    work.mkdir(mode=0o700)
+    ctx = zmq.asyncio.Context()
+    ctx.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    km = AsyncKernelManager(kernel_name="iai-grade", context=ctx,
+                            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(root / "kernels")]))
+    km.connection_file = str(root / f"connection-{index}.json")
+    run, kc, records = Run(), None, []
+    stderr = open(root / f"stderr-{index}.txt", "w+b")     # the kernel's complaints, read if it fails to start
+    try:
+        await km.start_kernel(env=_kernel_env(work, limits), cwd=str(work), stdout=subprocess.DEVNULL, stderr=stderr)
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=max(1.0, deadline - time.monotonic()))
+        for number, source in sub.cells:
+            try:
+                error = await _execute(km, kc, source, cells_deadline)
+            except _TimedOut:
+                run.status = "timed out"
+                run.notes.append(f"cell {number} was still running after {CELL_SHARE * limits.timeout:.0f} s (the "
+                                 "notebook's share of the time limit): it was interrupted, later cells did not run")
+                await km.interrupt_kernel()
+                break
+            if error:
+                run.notes.append(f"cell {number} raised {error}")
+        await _execute(km, kc, _record_cell(sub.module, names), deadline, records, store_history=False)
+    except _TimedOut:
+        run.status = "timed out"
+        run.notes.append(f"the checks did not finish within the notebook's limit of {limits.timeout:.0f} s")
+    except _Died:
+        run.status = "kernel died"
+        run.notes.append(f"the kernel died (over the memory limit of {limits.memory / 2**30:.3g} GiB, or it crashed)")
+    except RuntimeError as e:  # the kernel never became ready
+        stderr.seek(0, os.SEEK_END)
+        stderr.seek(max(0, stderr.tell() - 400))
+        run.status = "kernel died"
+        run.notes.append(f"the kernel did not start: {str(e)[:200]} {stderr.read().decode(errors='replace')}")
+    finally:
+        stderr.close()
+        if kc is not None:
+            kc.stop_channels()
+        with contextlib.suppress(Exception):
+            await km.shutdown_kernel(now=True)
+        ctx.destroy(linger=0)
+        shutil.rmtree(work, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.unlink(km.connection_file)
+    run.records = _collect(records, names)
+    return run
+
+
+def _collect(records: list, names: list[str]) -> dict:
+    """The records by function name; a name displayed twice keeps neither (no probe does that)."""
+    out: dict = {}
+    for r in records:
+        name = r.get("name") if isinstance(r, dict) else None
+        if name in names:
+            out[name] = {"duplicate": True} if name in out else r
+    return out
+
+
+# ---- judging --------------------------------------------------------------------------------------
+
+def judge(sub: Submission, run: Run) -> Outcome:
+    """Points from the records, decided here with the grader's own checks module."""
+    import importlib
+    graded = importlib.import_module(sub.module).GRADED
+    results = {}
+    for name, (check, points) in graded.items():
+        rec = run.records.get(name)
+        if rec is None:
+            why = run.notes[-1] if run.status != "complete" and run.notes else "the grading cell produced no record"
+            results[name] = (0, points, f"{name} was not checked: {why}")
+        elif rec.get("duplicate"):
+            results[name] = (0, points, f"{name}: the grading cell displayed two records for it")
+        elif rec.get("defined") is False:
+            results[name] = (0, points, f"{name} is not defined: run the cell that defines it and keep its name")
+        else:
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    check.verdict(rec)
+                results[name] = (points, points, "passed")
+            except CheckFailed as e:
+                results[name] = (0, points, str(e))
+            except Exception as e:  # a record no probe writes: no points, and say so
+                results[name] = (0, points, f"{name}: the grader could not read its record "
+                                            f"({type(e).__name__}: {str(e)[:200]})")
+    return Outcome(sub, results, run.status, run.notes)
+
+
+def unreadable(sub: Submission) -> Outcome:
+    """The row of a notebook that could not be read: the chapter's maximum where the module is known."""
+    import importlib
+    graded = importlib.import_module(sub.module).GRADED if sub.module in checks_modules() else {}
+    results = {name: (0, points, "not graded: " + sub.error) for name, (_, points) in graded.items()}
+    return Outcome(sub, results, "unreadable", [sub.error])
+
+
+# ---- a class --------------------------------------------------------------------------------------
+
+def _kernelspec(root: Path) -> None:
+    spec = root / "kernels" / "iai-grade"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "iai_core.grading_kernel", "-f", "{connection_file}"],
+        "display_name": "iai_core grading (sandboxed)", "language": "python",
+        "interrupt_mode": "signal"}))
+
+
+async def _grade_all(subs: list[Submission], limits: Limits, jobs: int, show_progress: bool) -> list[Outcome]:
+    import importlib
+    root = Path(tempfile.mkdtemp(prefix="iai-grade-"))
+    os.chmod(root, 0o700)
+    _kernelspec(root)
+    slots = asyncio.Semaphore(jobs)
+    loop = asyncio.get_running_loop()
+    judges = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iai-judge")
+
+    async def one(i: int, sub: Submission) -> tuple[int, Outcome]:
+        if sub.error:
+            return i, unreadable(sub)
+        names = list(importlib.import_module(sub.module).GRADED)
+        async with slots:
+            run = await run_notebook(sub, names, limits, root, i)
+        return i, await loop.run_in_executor(judges, judge, sub, run)
+
+    tasks = [asyncio.ensure_future(one(i, s)) for i, s in enumerate(subs)]
+    outcomes: list = [None] * len(subs)
+    try:
+        for fut in progress(asyncio.as_completed(tasks), enabled=show_progress, desc="grading", total=len(tasks)):
+            i, outcome = await fut
+            outcomes[i] = outcome
+    finally:
+        for t in tasks:
+            t.cancel()
+        judges.shutdown(wait=True)
+        shutil.rmtree(root, ignore_errors=True)
+    return outcomes
+
+
+def grade_submissions(folder: Path, *, limits: Limits | None = None, jobs: int | None = None,
+                      module: str | None = None, show_progress: bool = True) -> tuple[list[Outcome], dict]:
+    """Grade every ``*.ipynb`` under ``folder``; returns the outcomes (sorted by notebook) and run info.
+
+    jobs: kernels at once (default: the number of cores); module: the checks module for every
+    notebook (default: each notebook's metadata ``iai.checks``). The submissions are read once, before
+    any kernel starts, and never written; a submission that changed during grading raises.
+    """
+    import torch
+    folder = Path(folder)
+    limits = limits or Limits()
+    jobs = default_jobs() if jobs is None else jobs
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive int, got {jobs!r}")
+    if module is not None and module not in checks_modules():
+        raise ValueError(f"module must be one of {sorted(checks_modules())}, got {module!r}")
+    paths = find_submissions(folder)
+    if not paths:
+        raise ValueError(f"no .ipynb files found in {folder}")
+    subs = [read_submission(p, folder, module) for p in paths]
+    seen: dict[str, str] = {}
+    for s in subs:
+        if s.student in seen:
+            raise ValueError(f"two submissions give the student ID {s.student!r} ({seen[s.student]}, {s.notebook}): "
+                             "name each notebook (or each folder) after one student")
+        seen[s.student] = s.notebook
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                # the judges are small; the cores belong to the kernels
+    t0 = time.monotonic()
+    try:
+        outcomes = asyncio.run(_grade_all(subs, limits, jobs, show_progress))
+    finally:
+        torch.set_num_threads(threads)
+    changed = [s.notebook for s, p in zip(subs, paths)
+               if not p.exists() or hashlib.sha256(p.read_bytes()).hexdigest() != s.digest]
+    if changed:
+        raise RuntimeError(f"submissions changed while they were graded (is the sandbox missing?): {changed}")
+    info = {"seconds": time.monotonic() - t0, "jobs": jobs, "sandbox": landlock_abi(), "limits": limits}
+    return outcomes, info
+
+
+def default_jobs() -> int:
+    """The number of cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
