@@ -10,8 +10,9 @@ For each submission (read once, before any kernel starts):
 3. the grader, a process that never runs student code, *judges* those records with the checks
    module it imported itself, and writes the points and the feedback.
 
-Limits: ``timeout`` seconds of wall clock per notebook (its cells may use three quarters; the
-probes get what remains, so functions defined before a cell that hangs are still checked),
+Limits: ``timeout`` seconds of wall clock per notebook, from the moment its kernel is ready (its
+cells may use three quarters; the probes get what remains, so functions defined before a cell that
+hangs are still checked),
 ``memory`` bytes of address space per kernel. A notebook that times out, whose kernel dies or that
 cannot be read still gets its row: the chapter's maximum, 0 for the checks that did not run, the
 reason.
@@ -19,6 +20,7 @@ reason.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import io
@@ -42,6 +44,7 @@ from .grading_sandbox import landlock_abi
 MAX_NOTEBOOK_BYTES = 50 * 2**20          # a larger submission is not read
 MAX_MESSAGE_BYTES = 64 * 2**20           # a kernel message larger than this is dropped
 CELL_SHARE = 0.75                        # the share of the timeout the notebook's own cells may use
+STARTUP_TIMEOUT = 180.0                  # seconds for a kernel to start (not counted in the notebook's time)
 _CHECK_CELL = re.compile(r"^\s*ch\d\d\.check_\w+\(\s*\w+\s*\)\s*;?\s*(#.*)?$")
 _MODULE = re.compile(r"^iai_core\.checks\.ch\d\d$")
 
@@ -187,8 +190,15 @@ def _record_cell(module: str, names: list[str]) -> str:
     return f"import iai_core.checks as _iai_checks\n_iai_checks.emit({module!r}, {names!r}, globals())\n"
 
 
+_ENV_KEPT = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "PYTHONPATH", "MPLCONFIGDIR")
+
+
 def _kernel_env(work: Path, limits: Limits) -> dict:
-    return {**os.environ, "IAI_GRADE_WORKDIR": str(work), "IAI_GRADE_MEMORY": str(int(limits.memory)),
+    """A small environment: nothing of the instructor's (tokens, paths) beyond what Python needs
+    (the kernel moves HOME to its working folder once its imports are done); ``IAI_*`` settings
+    pass, so the kernel and the judges agree on seeds."""
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEPT or k.startswith(("LC_", "IAI_"))}
+    return {**env, "IAI_GRADE_WORKDIR": str(work), "IAI_GRADE_MEMORY": str(int(limits.memory)),
             "IAI_GRADE_FILE_SIZE": str(int(limits.file_size)), "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
 
@@ -200,8 +210,6 @@ async def run_notebook(sub: Submission, names: list[str], limits: Limits, root: 
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpecManager
 
-    start = time.monotonic()
-    deadline, cells_deadline = start + limits.timeout, start + CELL_SHARE * limits.timeout
     work = root / f"work-{index}"
     work.mkdir(mode=0o700)
     ctx = zmq.asyncio.Context()
@@ -215,7 +223,9 @@ async def run_notebook(sub: Submission, names: list[str], limits: Limits, root: 
         await km.start_kernel(env=_kernel_env(work, limits), cwd=str(work), stdout=subprocess.DEVNULL, stderr=stderr)
         kc = km.client()
         kc.start_channels()
-        await kc.wait_for_ready(timeout=max(1.0, deadline - time.monotonic()))
+        await kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
+        start = time.monotonic()           # the notebook's time starts when its kernel is ready
+        deadline, cells_deadline = start + limits.timeout, start + CELL_SHARE * limits.timeout
         for number, source in sub.cells:
             try:
                 error = await _execute(km, kc, source, cells_deadline)
@@ -362,6 +372,10 @@ def grade_submissions(folder: Path, *, limits: Limits | None = None, jobs: int |
     if not paths:
         raise ValueError(f"no .ipynb files found in {folder}")
     subs = [read_submission(p, folder, module) for p in paths]
+    chapters = collections.Counter(s.module for s in subs if not s.error)
+    for s in subs:                          # an unreadable notebook is out of the folder's usual maximum
+        if s.error and s.module not in checks_modules() and chapters:
+            s.module = chapters.most_common(1)[0][0]
     seen: dict[str, str] = {}
     for s in subs:
         if s.student in seen:

@@ -27,7 +27,7 @@ import json
 
 import torch
 
-from ._wire import Malformed, Observations, Recorder, StopProbe, kind_of
+from ._wire import Observations, Recorder, StopProbe, kind_of
 
 __all__ = ["CheckFailed", "Check", "expect", "expect_close", "expect_tensor", "passed", "kind_of", "RECORD_MIME"]
 
