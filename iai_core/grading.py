@@ -1,21 +1,21 @@
 """Grade a folder of submitted notebooks: in parallel, within limits, verdicts out of the student's reach.
 
-For each submission (read once, before any kernel starts):
+For each submission (read once, before any notebook runs):
 
-1. its code cells run, in order, in a fresh sandboxed kernel (``grading_kernel``) with its own
-   empty working folder; a cell that raises does not stop the next ones; cells that only call a
-   check (``ch01.check_e_step(e_step)``) are skipped, the grader runs the probes itself;
-2. a last cell runs each graded check's *probe* on the student's function, in that kernel, and
-   displays what the function returned as plain JSON data (``iai_core.checks.emit``);
+1. its code cells run, in order, in a fresh sandboxed worker process (``grading_worker``: forked
+   from one that imported torch once, confined by ``grading_sandbox``) with its own empty working
+   folder, in an IPython shell; a cell that raises does not stop the next ones; cells that only call
+   a check (``ch01.check_e_step(e_step)``) are skipped, since the grader runs the probes itself;
+2. then, in that worker, each graded check's *probe* calls the student's function on the check's
+   inputs and sends back what it returned as plain JSON data;
 3. the grader, a process that never runs student code, *judges* those records with the checks
    module it imported itself, and writes the points and the feedback.
 
-Limits: ``timeout`` seconds of wall clock per notebook, from the moment its kernel is ready (its
+Limits: ``timeout`` seconds of wall clock per notebook, from the moment its worker is ready (its
 cells may use three quarters; the probes get what remains, so functions defined before a cell that
-hangs are still checked),
-``memory`` bytes of address space per kernel. A notebook that times out, whose kernel dies or that
-cannot be read still gets its row: the chapter's maximum, 0 for the checks that did not run, the
-reason.
+hangs are still checked), ``memory`` bytes of address space per worker. A notebook that times out,
+whose worker dies or that cannot be read still gets its row: the chapter's maximum, 0 for the
+checks that did not run, the reason.
 """
 from __future__ import annotations
 
@@ -26,9 +26,12 @@ import hashlib
 import io
 import json
 import os
-import queue
 import re
+import secrets
 import shutil
+import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -38,13 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._progress import progress
-from .checks import RECORD_MIME, CheckFailed
+from .checks import CheckFailed
 from .grading_sandbox import landlock_abi
 
 MAX_NOTEBOOK_BYTES = 50 * 2**20          # a larger submission is not read
-MAX_MESSAGE_BYTES = 64 * 2**20           # a kernel message larger than this is dropped
+MAX_MESSAGE_BYTES = 64 * 2**20           # a worker's message larger than this ends its notebook
 CELL_SHARE = 0.75                        # the share of the timeout the notebook's own cells may use
-STARTUP_TIMEOUT = 180.0                  # seconds for a kernel to start (not counted in the notebook's time)
+STARTUP_TIMEOUT = 180.0                  # seconds for the worker process to start (not the notebook's time)
 _CHECK_CELL = re.compile(r"^\s*ch\d\d\.check_\w+\(\s*\w+\s*\)\s*;?\s*(#.*)?$")
 _MODULE = re.compile(r"^iai_core\.checks\.ch\d\d$")
 
@@ -152,124 +155,158 @@ class _TimedOut(Exception):
 
 @dataclass
 class Run:
-    """What came back from a kernel: the probe records, how the run ended, what went wrong."""
+    """What came back from a worker: the probe records, how the run ended, what went wrong."""
     records: dict = field(default_factory=dict)
     status: str = "complete"
     notes: list[str] = field(default_factory=list)
-    sandbox: int | None = None
 
 
-async def _execute(km, kc, code: str, deadline: float, records: list | None = None, *,
-                   store_history: bool = True) -> str:
-    """Run one cell until the kernel is idle again; returns its error ("" if none) and appends the
-    probe records it displays to ``records``. Raises _TimedOut past ``deadline``, _Died if the kernel dies."""
-    msg_id = kc.execute(code, store_history=store_history, allow_stdin=False, stop_on_error=False)
-    error = ""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise _TimedOut
-        try:
-            msg = await kc.get_iopub_msg(timeout=min(left, 1.0))
-        except queue.Empty:
-            if not await km.is_alive():
-                raise _Died from None
-            continue
-        if not isinstance(msg, dict) or msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind, content = msg.get("msg_type"), msg.get("content", {})
-        if kind == "status" and content.get("execution_state") == "idle":
-            return error
-        if kind == "error":
-            error = f"{content.get('ename', '?')}: {str(content.get('evalue', ''))[:300]}"
-        elif kind == "display_data" and records is not None and RECORD_MIME in content.get("data", {}):
-            records.append(content["data"][RECORD_MIME])
-
-
-def _record_cell(module: str, names: list[str]) -> str:
-    return f"import iai_core.checks as _iai_checks\n_iai_checks.emit({module!r}, {names!r}, globals())\n"
+def _kernel_env() -> dict:
+    """A small environment for the worker processes: nothing of the instructor's (tokens, paths)
+    beyond what Python needs (each worker moves HOME to its own folder); ``IAI_*`` settings pass,
+    so the workers and the judges agree on seeds."""
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEPT or k.startswith(("LC_", "IAI_"))}
+    return {**env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
 
 
 _ENV_KEPT = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "PYTHONPATH", "MPLCONFIGDIR")
 
 
-def _kernel_env(work: Path, limits: Limits) -> dict:
-    """A small environment: nothing of the instructor's (tokens, paths) beyond what Python needs
-    (the kernel moves HOME to its working folder once its imports are done); ``IAI_*`` settings
-    pass, so the kernel and the judges agree on seeds."""
-    env = {k: v for k, v in os.environ.items() if k in _ENV_KEPT or k.startswith(("LC_", "IAI_"))}
-    return {**env, "IAI_GRADE_WORKDIR": str(work), "IAI_GRADE_MEMORY": str(int(limits.memory)),
-            "IAI_GRADE_FILE_SIZE": str(int(limits.file_size)), "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
+class Zygote:
+    """The process that imported torch once and forks one worker per notebook (``grading_worker``)."""
+
+    def __init__(self, root: Path):
+        self.root, self.proc, self.control = root, None, None
+        self.lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        parent, child = socket.socketpair()
+        with open(self.root / "worker-stderr.txt", "ab") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "iai_core.grading_worker"], cwd=self.root,
+                                         env={**_kernel_env(), "IAI_GRADE_CONTROL": str(child.fileno())},
+                                         pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        child.close()
+        parent.setblocking(False)
+        self.control = parent
+        loop = asyncio.get_running_loop()
+        try:
+            ready = await asyncio.wait_for(loop.sock_recv(parent, 1), STARTUP_TIMEOUT)
+        except asyncio.TimeoutError:
+            ready = b""
+        if ready != b"R":
+            tail = (self.root / "worker-stderr.txt").read_bytes()[-600:].decode(errors="replace")
+            self.close()
+            raise RuntimeError(f"the grading worker did not start: {tail}")
+
+    async def fork(self, request: dict, end: socket.socket) -> int:
+        """A worker for one notebook, talking on ``end``; returns its pid (its process group)."""
+        async with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                await self.start()
+            data = json.dumps(request).encode()
+            socket.send_fds(self.control, [struct.pack(">I", len(data)) + data], [end.fileno()])
+            reply = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(self.control, 4), STARTUP_TIMEOUT)
+            if len(reply) != 4:
+                raise RuntimeError("the grading worker stopped")
+            return struct.unpack(">I", reply)[0]
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
 
-async def run_notebook(sub: Submission, names: list[str], limits: Limits, root: Path, index: int) -> Run:
-    """Execute ``sub``'s cells then the probes in a fresh sandboxed kernel under ``root``."""
-    import zmq
-    import zmq.asyncio
-    from jupyter_client import AsyncKernelManager
-    from jupyter_client.kernelspec import KernelSpecManager
+async def _receive(reader, deadline: float) -> dict:
+    """The worker's next message (a dict); _TimedOut past ``deadline``, _Died on EOF or garbage."""
+    try:
+        head = await asyncio.wait_for(reader.readexactly(4), max(deadline - time.monotonic(), 0))
+        size = struct.unpack(">I", head)[0]
+        if size > MAX_MESSAGE_BYTES:
+            raise _Died(f"it sent a message of {size} bytes, over the limit of {MAX_MESSAGE_BYTES}")
+        message = json.loads(await asyncio.wait_for(reader.readexactly(size), max(deadline - time.monotonic(), 1)))
+    except asyncio.TimeoutError:
+        raise _TimedOut from None
+    except (asyncio.IncompleteReadError, ConnectionError):
+        raise _Died("") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _Died(f"it sent a malformed message ({type(e).__name__})") from None
+    return message if isinstance(message, dict) else {}
 
+
+def _send(writer, message: dict) -> None:
+    data = json.dumps(message).encode()
+    writer.write(struct.pack(">I", len(data)) + data)
+
+
+async def run_notebook(sub: Submission, names: list[str], limits: Limits, zygote: Zygote, root: Path,
+                       index: int) -> Run:
+    """Run ``sub``'s cells then the probes in a fresh sandboxed worker under ``root``."""
     work = root / f"work-{index}"
     work.mkdir(mode=0o700)
-    ctx = zmq.asyncio.Context()
-    ctx.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-    km = AsyncKernelManager(kernel_name="iai-grade", context=ctx,
-                            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(root / "kernels")]))
-    km.connection_file = str(root / f"connection-{index}.json")
-    run, kc, records = Run(), None, []
-    stderr = open(root / f"stderr-{index}.txt", "w+b")     # the kernel's complaints, read if it fails to start
+    ours, theirs = socket.socketpair()
+    run, pid, writer, records = Run(), None, None, []
     try:
-        await km.start_kernel(env=_kernel_env(work, limits), cwd=str(work), stdout=subprocess.DEVNULL, stderr=stderr)
-        kc = km.client()
-        kc.start_channels()
-        await kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
-        start = time.monotonic()           # the notebook's time starts when its kernel is ready
+        pid = await zygote.fork({"workdir": str(work), "memory": int(limits.memory),
+                                 "file_size": int(limits.file_size)}, theirs)
+        theirs.close()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        await _receive(reader, time.monotonic() + STARTUP_TIMEOUT)          # {"ready": ...}
+        start = time.monotonic()           # the notebook's time starts when its worker is ready
         deadline, cells_deadline = start + limits.timeout, start + CELL_SHARE * limits.timeout
         for number, source in sub.cells:
+            _send(writer, {"cell": number, "source": source})
             try:
-                error = await _execute(km, kc, source, cells_deadline)
+                while (answer := await _receive(reader, cells_deadline)).get("done") != number:
+                    pass
             except _TimedOut:
                 run.status = "timed out"
                 run.notes.append(f"cell {number} was still running after {CELL_SHARE * limits.timeout:.0f} s (the "
                                  "notebook's share of the time limit): it was interrupted, later cells did not run")
-                await km.interrupt_kernel()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT)
                 break
-            if error:
-                run.notes.append(f"cell {number} raised {error}")
-        await _execute(km, kc, _record_cell(sub.module, names), deadline, records, store_history=False)
+            if answer.get("error"):
+                run.notes.append(f"cell {number} raised {str(answer['error'])[:300]}")
+        nonce = secrets.token_hex(16)
+        _send(writer, {"probe": sub.module, "names": names, "nonce": nonce})
+        while (message := await _receive(reader, deadline)).get("probed") != nonce:
+            if message.get("nonce") == nonce and "record" in message:
+                records.append(message)
     except _TimedOut:
         run.status = "timed out"
         run.notes.append(f"the checks did not finish within the notebook's limit of {limits.timeout:.0f} s")
-    except _Died:
+    except _Died as e:
         run.status = "kernel died"
-        run.notes.append(f"the kernel died (over the memory limit of {limits.memory / 2**30:.3g} GiB, or it crashed)")
-    except RuntimeError as e:  # the kernel never became ready
-        stderr.seek(0, os.SEEK_END)
-        stderr.seek(max(0, stderr.tell() - 400))
+        run.notes.append(f"the kernel died{': ' + str(e) if str(e) else ''} (over the memory limit of "
+                         f"{limits.memory / 2**30:.3g} GiB, or it crashed)")
+    except (RuntimeError, OSError) as e:
         run.status = "kernel died"
-        run.notes.append(f"the kernel did not start: {str(e)[:200]} {stderr.read().decode(errors='replace')}")
+        run.notes.append(f"the kernel did not start: {str(e)[:300]}")
     finally:
-        stderr.close()
-        if kc is not None:
-            kc.stop_channels()
-        with contextlib.suppress(Exception):
-            await km.shutdown_kernel(now=True)
-        ctx.destroy(linger=0)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        if writer is not None:
+            writer.close()
+        ours.close()
+        theirs.close()
         shutil.rmtree(work, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.unlink(km.connection_file)
     run.records = _collect(records, names)
     return run
 
 
-def _collect(records: list, names: list[str]) -> dict:
-    """The records by function name; a name displayed twice keeps neither (no probe does that)."""
+def _collect(messages: list, names: list[str]) -> dict:
+    """The records by function name; a name sent twice keeps neither (no probe does that)."""
     out: dict = {}
-    for r in records:
-        name = r.get("name") if isinstance(r, dict) else None
-        if name in names:
-            out[name] = {"duplicate": True} if name in out else r
+    for m in messages:
+        name, record = m.get("name"), m.get("record")
+        if name in names and isinstance(record, dict):
+            out[name] = {"duplicate": True} if name in out else record
     return out
 
 
@@ -312,20 +349,11 @@ def unreadable(sub: Submission) -> Outcome:
 
 # ---- a class --------------------------------------------------------------------------------------
 
-def _kernelspec(root: Path) -> None:
-    spec = root / "kernels" / "iai-grade"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "iai_core.grading_kernel", "-f", "{connection_file}"],
-        "display_name": "iai_core grading (sandboxed)", "language": "python",
-        "interrupt_mode": "signal"}))
-
-
 async def _grade_all(subs: list[Submission], limits: Limits, jobs: int, show_progress: bool) -> list[Outcome]:
     import importlib
     root = Path(tempfile.mkdtemp(prefix="iai-grade-"))
     os.chmod(root, 0o700)
-    _kernelspec(root)
+    zygote = Zygote(root)
     slots = asyncio.Semaphore(jobs)
     loop = asyncio.get_running_loop()
     judges = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iai-judge")
@@ -335,18 +363,21 @@ async def _grade_all(subs: list[Submission], limits: Limits, jobs: int, show_pro
             return i, unreadable(sub)
         names = list(importlib.import_module(sub.module).GRADED)
         async with slots:
-            run = await run_notebook(sub, names, limits, root, i)
+            run = await run_notebook(sub, names, limits, zygote, root, i)
         return i, await loop.run_in_executor(judges, judge, sub, run)
 
-    tasks = [asyncio.ensure_future(one(i, s)) for i, s in enumerate(subs)]
     outcomes: list = [None] * len(subs)
+    tasks = []
     try:
+        await zygote.start()
+        tasks = [asyncio.ensure_future(one(i, s)) for i, s in enumerate(subs)]
         for fut in progress(asyncio.as_completed(tasks), enabled=show_progress, desc="grading", total=len(tasks)):
             i, outcome = await fut
             outcomes[i] = outcome
     finally:
         for t in tasks:
             t.cancel()
+        zygote.close()
         judges.shutdown(wait=True)
         shutil.rmtree(root, ignore_errors=True)
     return outcomes

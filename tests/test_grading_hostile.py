@@ -51,7 +51,7 @@ mixture_log_likelihood = lambda *a: torch.tensor(0.0)
 
 REBIND = IMPORTS + '''
 import iai_core.checks as C
-from IPython.display import display
+import iai_core.grading_worker as W
 accept = lambda fn: print("all checks passed")
 ch01.GRADED = {n: (accept, p) for n, (c, p) in ch01.GRADED.items()}
 for n in list(ch01.GRADED):
@@ -59,8 +59,12 @@ for n in list(ch01.GRADED):
 C.Check.__call__ = lambda self, fn: None
 C.Check.verdict = lambda self, record: None
 C.Check.record = lambda self, fn: {"obs": {}, "verdict": "passed"}
-C.emit = lambda module, names, ns: [display({C.RECORD_MIME: {"name": n, "defined": True, "obs": {},
-                                                             "passed": True, "points": 4}}, raw=True) for n in names]
+def forged_probe(chan, message, namespace):        # what the grading worker sends back, rewritten
+    for n in message["names"]:
+        W.send(chan, {"record": {"defined": True, "obs": {}, "passed": True, "points": 4}, "name": n,
+                      "nonce": message["nonce"]})
+    W.send(chan, {"probed": message["nonce"]})
+W._probe = forged_probe
 ''' + WRONG
 
 COMPARISONS = IMPORTS + '''
@@ -81,19 +85,27 @@ builtins.all = builtins.any = yes
 ''' + WRONG
 
 FAKE_OUTPUT = IMPORTS + '''
-import json, sys
-from IPython import get_ipython
-from IPython.display import display
-from iai_core.checks import RECORD_MIME
+import json, os, socket, struct, sys
 print("e_step: all 4 checks passed\\nm_step: all 5 checks passed\\nmixture_log_likelihood: all 2 checks passed")
 print("IAI_GRADE_RESULT:" + json.dumps({"e_step": [4, 4, "passed"], "m_step": [4, 4, "passed"],
                                           "mixture_log_likelihood": [2, 2, "passed"]}))
+sys.stdout.write = lambda s: sys.__stdout__.write(s.replace("not implemented yet", "all checks passed"))
+def frame(message):
+    data = json.dumps(message).encode()
+    return struct.pack(">I", len(data)) + data
 uniform = {"t": "tensor", "dtype": "torch.float64", "shape": [40, 3], "requires_grad": False, "data": [1 / 3] * 120}
-fake = {"name": "e_step", "defined": True, "obs": {"resp": uniform, "resp_far": uniform}}
-display({RECORD_MIME: fake}, raw=True)
-get_ipython().events.register("post_run_cell", lambda result: display({RECORD_MIME: fake}, raw=True))
-_write = sys.stdout.write
-sys.stdout.write = lambda s: _write(s.replace("not implemented yet", "all checks passed"))
+forged = {"defined": True, "obs": {"resp": uniform, "resp_far": uniform}}
+for fd in range(3, 256):                  # whatever socket leads to the grader: tell it all passed
+    try:
+        s = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        continue
+    try:
+        s.sendall(frame({"done": 2, "error": ""}) + frame({"record": forged, "name": "e_step", "nonce": "guess"})
+                  + frame({"probed": "guess"}))
+    except OSError:
+        pass
+    s.close()
 ''' + WRONG
 
 LYING_TENSOR = IMPORTS + '''
@@ -245,7 +257,7 @@ def test_forged_verdicts_and_attacks_earn_nothing_and_change_no_file(tmp_path):
         "bob": (0, "complete", ["not implemented yet"]),
         "rebind": (0, "complete", ["the check stopped early"]),
         "comparisons": (0, "complete", ["a responsibility is off by", "the weights must sum to 1"]),
-        "fake_output": (0, "complete", ["e_step: the grading cell displayed two records"]),
+        "fake_output": (0, "complete", ["e_step: a responsibility is off by"]),
         "lying_tensor": (0, "complete", ["e_step must return a torch.Tensor, got Yes"]),
         "always_equal": (0, "complete", ["e_step must return a torch.Tensor, got Anything"]),
     }

@@ -7,7 +7,7 @@ says what is wrong and how to look for it. ``GRADED`` lists the graded ones:
 
 A check is two halves (``Check``), so that grading never trusts the student's process:
 
-* ``probe(fn, rec)`` runs in the student's kernel: it calls ``fn`` on the check's inputs through
+* ``probe(fn, rec)`` runs in the student's process: it calls ``fn`` on the check's inputs through
   ``rec.call(key, fn, ...)`` and keeps anything else it must observe there (a gradient through
   ``fn``, an input after the call) with ``rec.keep(key, value)``. Everything is kept as plain
   data (``_wire``): numbers, shapes, type names; never the student's objects.
@@ -16,9 +16,9 @@ A check is two halves (``Check``), so that grading never trusts the student's pr
   references itself. It prints the "all N checks passed" line or raises ``CheckFailed``.
 
 In the notebook, ``check(fn)`` runs both halves in the student's process (immediate feedback).
-``python -m iai_core.assign grade`` runs only the probes in the student's kernel and the judges in
-the grader's own process, which never runs student code, so nothing the notebook does to its
-kernel (rebinding this module's entries, replacing torch's comparisons, printing a fake verdict)
+``python -m iai_core.assign grade`` runs only the probes in the student's process and the judges
+in the grader's own process, which never runs student code, so nothing the notebook does to its
+process (rebinding this module's entries, replacing torch's comparisons, printing a fake verdict)
 changes a grade: a record can only claim that the function returned some numbers.
 """
 from __future__ import annotations
@@ -29,9 +29,7 @@ import torch
 
 from ._wire import Observations, Recorder, StopProbe, kind_of
 
-__all__ = ["CheckFailed", "Check", "expect", "expect_close", "expect_tensor", "passed", "kind_of", "RECORD_MIME"]
-
-RECORD_MIME = "application/vnd.iai.record+json"
+__all__ = ["CheckFailed", "Check", "expect", "expect_close", "expect_tensor", "passed", "kind_of"]
 
 
 class CheckFailed(AssertionError):
@@ -97,26 +95,3 @@ def expect_close(value: torch.Tensor, reference: torch.Tensor, name: str, what: 
 
 def passed(name: str, n_checks: int) -> None:
     print(f"{name}: all {n_checks} checks passed")
-
-
-def emit(module: str, names: list[str], namespace: dict) -> None:
-    """Grading, in the student's kernel: display one probe record per graded function.
-
-    The grader appends a cell calling this; each record is a ``display_data`` output of type
-    ``RECORD_MIME`` holding only plain data, shown as soon as its probe finishes (so a later
-    function that hangs does not lose the earlier ones).
-    """
-    import importlib
-    from IPython.display import display
-
-    checks = importlib.import_module(module)
-    for name in names:
-        fn = namespace.get(name)
-        if fn is None:
-            record = {"name": name, "defined": False}
-        else:
-            try:
-                record = {"name": name, "defined": True, **checks.GRADED[name][0].record(fn)}
-            except BaseException as e:  # noqa: BLE001 - sys.exit() in a student's function, etc.
-                record = {"name": name, "defined": True, "obs": {}, "probe_error": f"{type(e).__name__}: {e}"[:2000]}
-        display({RECORD_MIME: json.loads(json.dumps(record, allow_nan=False))}, raw=True)
