@@ -6,11 +6,11 @@
 The solution notebook is the single source. In its code cells, everything between the lines
 ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is replaced in the student version by
 ``raise NotImplementedError(...)``; cells tagged ``remove-student`` are dropped; outputs are
-cleared. Grading (``iai_core.grading``) runs each submission in a fresh sandboxed kernel, in
+cleared. Grading (``iai_core.grading``) runs each submission in a fresh sandboxed process, in
 parallel, within a time and a memory limit, and decides every verdict in the grader's own process
-from plain data the student's kernel returns; ``iai_core.grading_report`` writes the CSV, a
-gradebook CSV, a summary and a histogram. The submissions are only read. Needs nbformat,
-jupyter_client and ipykernel (``pip install "iai_core[grade]"``), not imported by the rest of iai_core.
+from plain data the student's process returns; ``iai_core.grading_report`` writes the CSV, a
+gradebook CSV, a summary and a histogram. The submissions are only read. Needs nbformat and
+IPython (``pip install "iai_core[grade]"``), not imported by the rest of iai_core.
 """
 from __future__ import annotations
 

@@ -54,8 +54,8 @@ _MODULE = re.compile(r"^iai_core\.checks\.ch\d\d$")
 
 @dataclass
 class Limits:
-    """timeout: wall-clock seconds per notebook (cells and checks); memory: bytes of address space per
-    kernel process; file_size: bytes per file the kernel writes."""
+    """timeout: wall-clock seconds per notebook (cells and checks); memory: bytes of address space of
+    the process running it (its kernel); file_size: bytes per file it writes."""
     timeout: float = 600.0
     memory: int = 4 * 2**30
     file_size: int = 2**30
@@ -161,7 +161,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
 
-def _kernel_env() -> dict:
+def _worker_env() -> dict:
     """A small environment for the worker processes: nothing of the instructor's (tokens, paths)
     beyond what Python needs (each worker moves HOME to its own folder); ``IAI_*`` settings pass,
     so the workers and the judges agree on seeds."""
@@ -184,7 +184,7 @@ class Zygote:
         parent, child = socket.socketpair()
         with open(self.root / "worker-stderr.txt", "ab") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "iai_core.grading_worker"], cwd=self.root,
-                                         env={**_kernel_env(), "IAI_GRADE_CONTROL": str(child.fileno())},
+                                         env={**_worker_env(), "IAI_GRADE_CONTROL": str(child.fileno())},
                                          pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
         child.close()

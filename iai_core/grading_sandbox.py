@@ -65,12 +65,18 @@ def landlock_abi() -> int:
 
 
 def limit_resources(memory_bytes: int | None, file_bytes: int | None = None) -> None:
-    """Cap this process's address space and the size of any file it writes (children inherit both)."""
-    if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    if file_bytes:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    """Cap this process's address space and the size of any file it writes, and turn off core dumps
+    (children inherit all three)."""
+    limits = [(resource.RLIMIT_AS, memory_bytes), (resource.RLIMIT_FSIZE, file_bytes), (resource.RLIMIT_CORE, 0)]
+    for kind, value in limits:
+        if value is None or (value <= 0 and kind != resource.RLIMIT_CORE):
+            continue
+        try:
+            resource.setrlimit(kind, (value, value))
+        except (ValueError, OSError):
+            if sys.platform.startswith("linux"):
+                raise
+            # macOS refuses RLIMIT_AS: that system grades without a memory limit
 
 
 def python_read_paths() -> list[str]:

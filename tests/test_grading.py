@@ -185,5 +185,13 @@ def test_the_command_line_parses_its_options(tmp_path, monkeypatch):
 def test_workers_get_a_small_environment(monkeypatch):
     monkeypatch.setenv("SECRET_TOKEN", "x")
     monkeypatch.setenv("IAI_SEED_OFFSET", "3")
-    env = grading._kernel_env()
+    env = grading._worker_env()
     assert "SECRET_TOKEN" not in env and env["IAI_SEED_OFFSET"] == "3" and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_grade_extra_brings_what_grading_needs():
+    import tomllib
+    from pathlib import Path
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    extra = {d.split(">=")[0] for d in meta["project"]["optional-dependencies"]["grade"]}
+    assert {"nbformat", "nbclient", "ipykernel", "tqdm", "matplotlib"} <= extra
