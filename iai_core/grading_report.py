@@ -8,7 +8,7 @@
   replaced by ``#`` so that one mistake counts once), the notebooks that did not run to the end;
 * ``grades_histogram.png``: the distribution of the scores.
 
-Every file is written beside the CSV through a temporary file and a rename, after every kernel
+Every file is written beside the CSV through a temporary file and a rename, after every notebook
 has stopped.
 """
 from __future__ import annotations
@@ -89,10 +89,13 @@ def summary(outcomes: list[Outcome], info: dict, top: int = 3) -> str:
         by_module[o.submission.module or "(unknown)"].append(o)
     minutes, seconds = divmod(round(info.get("seconds", 0)), 60)
     sandbox = info.get("sandbox", 0)
-    lines.append(f"Graded {len(outcomes)} notebook(s) in {minutes} min {seconds} s with {info.get('jobs')} "
-                 f"parallel kernel(s); " + (f"kernels sandboxed with Landlock (ABI {sandbox})." if sandbox else
-                                            "WARNING: kernels NOT sandboxed (no Landlock on this system): a "
-                                            "notebook could read or write files outside its folder."))
+    lines.append(f"Graded {len(outcomes)} notebook(s) in {minutes} min {seconds} s, {info.get('jobs')} at a time; "
+                 + (f"notebooks sandboxed with Landlock (ABI {sandbox})." if sandbox else
+                    "WARNING: notebooks NOT sandboxed (no Landlock on this system): a notebook could read or "
+                    "write files outside its folder."))
+    if info.get("changed"):
+        lines.append("WARNING: these submissions changed on disk while grading ran (graded as first read): "
+                     + ", ".join(info["changed"]))
     for module, group in sorted(by_module.items()):
         totals = [o.total for o in group]
         mx = max(o.max for o in group)

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 import torch
 
-from iai_core import assign, grading, grading_report
+from iai_core import assign, grading, grading_report, grading_run
 from iai_core.checks import CheckFailed, ch01, ch04, ch05
 from iai_core.checks._wire import MAX_NUMEL, Malformed, decode, encode
 
@@ -156,10 +156,11 @@ def test_reports_count_passes_group_failures_and_write_every_file(tmp_path):
     outcomes = [_outcome("a", (4, 4)), _outcome("b", (0, 4)), _outcome("c", (0, 0), "timed out", ["cell 2 hung"])]
     outcomes[1].results["e_step"] = (0, 4, "e_step: row 7 sums to 1.5")
     text = grading_report.summary(outcomes, {"seconds": 75, "jobs": 2, "sandbox": 7})
-    assert "3 notebook(s) in 1 min 15 s with 2 parallel kernel(s)" in text
+    assert "3 notebook(s) in 1 min 15 s, 2 at a time; notebooks sandboxed with Landlock (ABI 7)" in text
     assert "e_step (4 points): passed by 1 of 3" in text and "2 x e_step: row # sums to #" in text
     assert "c.ipynb: timed out: cell 2 hung" in text
-    assert "NOT sandboxed" in grading_report.summary(outcomes, {"seconds": 1, "jobs": 1, "sandbox": 0})
+    unsafe = grading_report.summary(outcomes, {"seconds": 1, "jobs": 1, "sandbox": 0, "changed": ["b.ipynb"]})
+    assert "NOT sandboxed" in unsafe and "changed on disk while grading ran (graded as first read): b.ipynb" in unsafe
     paths = grading_report.write_all(outcomes, {"seconds": 1, "jobs": 1, "sandbox": 7}, tmp_path / "out" / "g.csv")
     rows = list(csv.DictReader(paths["csv"].open()))
     assert [r["total"] for r in rows] == ["8", "4", "0"] and rows[2]["status"] == "timed out"
@@ -185,7 +186,7 @@ def test_the_command_line_parses_its_options(tmp_path, monkeypatch):
 def test_workers_get_a_small_environment(monkeypatch):
     monkeypatch.setenv("SECRET_TOKEN", "x")
     monkeypatch.setenv("IAI_SEED_OFFSET", "3")
-    env = grading._worker_env()
+    env = grading_run._worker_env()
     assert "SECRET_TOKEN" not in env and env["IAI_SEED_OFFSET"] == "3" and env["OMP_NUM_THREADS"] == "1"
 
 

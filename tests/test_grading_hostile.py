@@ -18,7 +18,7 @@ from iai_core import assign
 from iai_core.grading_sandbox import landlock_abi
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 30.0              # seconds per notebook in the run with the limits; hanging notebooks use all of it
+TIMEOUT = 40.0              # seconds per notebook in the run with the limits; hanging notebooks use all of it
 MEMORY_GIB = 2.0
 
 IMPORTS = "import torch\nfrom iai_core.checks import ch01"
@@ -272,7 +272,7 @@ def test_forged_verdicts_and_attacks_earn_nothing_and_change_no_file(tmp_path):
     assert paths["histogram"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = paths["summary"].read_text()
     assert "e_step (4 points): passed by 2 of 8" in summary and "1 x e_step must return a torch.Tensor" in summary
-    assert ("kernels sandboxed with Landlock" in summary) == (landlock_abi() > 0)
+    assert ("notebooks sandboxed with Landlock" in summary) == (landlock_abi() > 0)
 
 
 def test_limits_give_every_notebook_its_row_and_keep_points_earned_before(tmp_path):
