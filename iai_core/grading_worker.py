@@ -108,8 +108,7 @@ def _worker(chan: socket.socket, request: dict, read: list[str]) -> None:
             finally:
                 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             error = KeyboardInterrupt() if result is None else (result.error_before_exec or result.error_in_exec)
-            send(chan, {"done": message["cell"],
-                        "error": f"{type(error).__name__}: {str(error)[:300]}" if error is not None else ""})
+            send(chan, {"done": message["cell"], "error": "" if error is None else _describe(error)})
         elif "probe" in message:
             _probe(chan, message, shell.user_ns)
     os._exit(0)
@@ -127,8 +126,19 @@ def _probe(chan: socket.socket, message: dict, namespace: dict) -> None:
                 record = {"defined": True, **checks.GRADED[name][0].record(fn)}
             except BaseException as e:  # noqa: BLE001 - sys.exit() in a student's function, etc.
                 record = {"defined": True, "obs": {}, "probe_error": f"{type(e).__name__}: {e}"[:2000]}
-        send(chan, {"record": record, "name": name, "nonce": message["nonce"]})
+        try:
+            send(chan, {"record": record, "name": name, "nonce": message["nonce"]})
+        except (TypeError, ValueError) as e:   # a probe rebound by the notebook returned something else
+            send(chan, {"record": {"defined": True, "obs": {}, "probe_error": _describe(e)}, "name": name,
+                        "nonce": message["nonce"]})
     send(chan, {"probed": message["nonce"]})
+
+
+def _describe(error: BaseException) -> str:
+    try:
+        return f"{type(error).__name__}: {str(error)[:300]}"
+    except Exception:  # an exception whose str() fails
+        return type(error).__name__
 
 
 def main() -> None:
