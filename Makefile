@@ -64,9 +64,10 @@ notebooks: setup
 student: setup
 	$(VENV)/python -m iai_core.assign student solutions chapters
 
-# make grade SUBMISSIONS=folder OUT=grades.csv
+# make grade SUBMISSIONS=folder OUT=grades.csv [GRADE_ARGS="--jobs 8 --timeout 300 --memory 4"]
+# writes OUT and, beside it, the gradebook CSV, the summary and the histogram (see README, For instructors)
 grade: setup
-	$(VENV)/python -m iai_core.assign grade $(SUBMISSIONS) --out $(OUT)
+	$(VENV)/python -m iai_core.assign grade $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
 
 # Fashion-MNIST from Debian's package where apt is available; otherwise how to get the files.
 data: setup

@@ -1,29 +1,25 @@
 """Instructor tools: make student versions of exercise notebooks and grade submissions.
 
     python -m iai_core.assign student SOLUTIONS_DIR OUT_DIR
-    python -m iai_core.assign grade SUBMISSIONS_DIR --out grades.csv
+    python -m iai_core.assign grade SUBMISSIONS_DIR --out grades.csv [--jobs N] [--timeout S] [--memory GIB]
 
 The solution notebook is the single source. In its code cells, everything between the lines
 ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is replaced in the student version by
 ``raise NotImplementedError(...)``; cells tagged ``remove-student`` are dropped; outputs are
-cleared. Grading executes a *copy* of each submission in a temporary folder, then runs the
-chapter's graded checks (named in the notebook's metadata ``iai.checks``) in the same kernel; the
-submissions are only read. Needs nbformat and nbclient (in requirements.txt), not imported by
-the rest of iai_core.
+cleared. Grading (``iai_core.grading``) runs each submission in a fresh sandboxed process, in
+parallel, within a time and a memory limit, and decides every verdict in the grader's own process
+from plain data the student's process returns; ``iai_core.grading_report`` writes the CSV, a
+gradebook CSV, a summary and a histogram. The submissions are only read. Needs nbformat and
+IPython (``pip install "iai_core[grade]"``), not imported by the rest of iai_core.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = 'raise NotImplementedError("Exercise: write your code here")'
-RESULT_MARK = "IAI_GRADE_RESULT:"
 
 
 def strip_solutions(source: str) -> str:
@@ -95,74 +91,27 @@ def make_students(solutions: Path, out: Path) -> list[Path]:
     return written
 
 
-_GRADER_CELL = """
-import json as _json, importlib as _importlib
-_mod = _importlib.import_module({module!r})
-_res = {{}}
-for _name, (_check, _points) in _mod.GRADED.items():
-    try:
-        _fn = globals().get(_name)
-        if _fn is None:
-            raise _mod.CheckFailed(f"{{_name}} is not defined: run the cell that defines it and keep its name")
-        _check(_fn)
-        _res[_name] = [_points, _points, "passed"]
-    except Exception as _e:
-        _res[_name] = [0, _points, f"{{type(_e).__name__}}: {{_e}}"]
-print({mark!r} + _json.dumps(_res))
-"""
+def grade(submissions: Path, out: Path, timeout: float = 600, *, jobs: int | None = None, memory_gib: float = 4,
+          module: str | None = None, show_progress: bool = False):
+    """Grade every ``*.ipynb`` under ``submissions`` into the CSV ``out`` and its companions.
 
+    timeout: wall-clock seconds per notebook; memory_gib: address space per kernel; jobs: kernels at
+    once (default: the number of cores); module: the checks module for all (default: each
+    notebook's metadata). Returns (outcomes, paths written, run info). Submissions are never written.
+    """
+    from . import grading, grading_report
 
-def grade_notebook(path: Path, timeout: int = 600) -> dict:
-    """Execute a copy of one submission and run its graded checks: ``{check: [points, max, message]}``."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(str(path), as_version=4)
-    module = nb.metadata.get("iai", {}).get("checks")
-    if not module:
-        raise ValueError(f"{path}: notebook metadata has no iai.checks entry naming its checks module")
-    nb.cells = [c for c in nb.cells if "colab-install" not in c.metadata.get("tags", [])]
-    nb.cells.append(nbformat.v4.new_code_cell(_GRADER_CELL.format(module=module, mark=RESULT_MARK)))
-    with tempfile.TemporaryDirectory() as tmp:
-        NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                       resources={"metadata": {"path": tmp}}).execute()
-    for out in nb.cells[-1].get("outputs", []):
-        text = out.get("text", "")
-        if RESULT_MARK in text:
-            return json.loads(text.split(RESULT_MARK, 1)[1].strip().splitlines()[0])
-    raise RuntimeError(f"{path}: the grading cell produced no result (did the kernel die?)")
-
-
-def grade(submissions: Path, out: Path, timeout: int = 600) -> list[dict]:
-    """Grade every ``*.ipynb`` in ``submissions`` into the CSV ``out``; submissions are never written."""
-    subs = sorted(p for p in submissions.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    if not subs:
-        raise ValueError(f"no .ipynb files found in {submissions}")
-    out = Path(out)
-    if out.suffix == ".ipynb" or out.resolve() in {p.resolve() for p in subs}:
+    submissions, out = Path(submissions), Path(out)
+    subs = grading.find_submissions(submissions)
+    if out.suffix.lower() != ".csv" or out.resolve() in {p.resolve() for p in subs}:
         raise ValueError(f"--out {out} would overwrite a submission; give a .csv path")
-    rows, checks = [], []
-    for sub in subs:
-        try:
-            res, error = grade_notebook(sub, timeout), ""
-        except Exception as e:  # a broken submission gets a row, not a crash
-            res, error = {}, f"{type(e).__name__}: {e}"
-        for name in res:
-            if name not in checks:
-                checks.append(name)
-        rows.append({"notebook": str(sub.relative_to(submissions)), "res": res, "error": error})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".part")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["notebook", *checks, "total", "max", "feedback"])
-        for r in rows:
-            pts = [r["res"].get(c, [0, 0, ""])[0] for c in checks]
-            mx = sum(r["res"].get(c, [0, 0, ""])[1] for c in checks)
-            fb = "; ".join(f"{c}: {r['res'][c][2]}" for c in checks if c in r["res"] and r["res"][c][0] < r["res"][c][1])
-            w.writerow([r["notebook"], *pts, sum(pts), mx, (r["error"] or fb)])
-    shutil.move(tmp, out)
-    return rows
+    if out.resolve().is_relative_to(submissions.resolve()):
+        raise ValueError(f"--out {out} is inside the submissions folder {submissions}; write the grades elsewhere")
+    limits = grading.Limits(timeout=timeout, memory=int(memory_gib * 2**30))
+    outcomes, info = grading.grade_submissions(submissions, limits=limits, jobs=jobs, module=module,
+                                               show_progress=show_progress)
+    paths = grading_report.write_all(outcomes, info, out)
+    return outcomes, paths, info
 
 
 def main(argv=None) -> int:
@@ -171,17 +120,26 @@ def main(argv=None) -> int:
     s = sub.add_parser("student", help="write student versions of every solution notebook")
     s.add_argument("solutions", type=Path)
     s.add_argument("out", type=Path)
-    g = sub.add_parser("grade", help="grade a folder of submitted notebooks into a CSV")
+    g = sub.add_parser("grade", help="grade a folder of submitted notebooks into a CSV, a gradebook CSV, a "
+                                     "summary and a histogram")
     g.add_argument("submissions", type=Path)
-    g.add_argument("--out", type=Path, required=True)
-    g.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    g.add_argument("--out", type=Path, required=True, help="the CSV to write (companions go beside it)")
+    g.add_argument("--timeout", type=float, default=600, help="wall-clock seconds per notebook (default 600)")
+    g.add_argument("--memory", type=float, default=4, help="GiB of address space per kernel (default 4)")
+    g.add_argument("--jobs", type=int, default=None, help="notebooks at once (default: the number of cores)")
+    g.add_argument("--checks", default=None, help="the checks module for every notebook, e.g. "
+                                                  "iai_core.checks.ch01 (default: each notebook's metadata)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     if a.cmd == "student":
         for path in make_students(a.solutions, a.out):
             print(f"wrote {path}")
-    else:
-        rows = grade(a.submissions, a.out, a.timeout)
-        print(f"graded {len(rows)} notebook(s) -> {a.out}")
+        return 0
+    from .grading_report import summary
+    outcomes, paths, info = grade(a.submissions, a.out, a.timeout, jobs=a.jobs, memory_gib=a.memory,
+                                  module=a.checks, show_progress=not a.no_progress)
+    print(summary(outcomes, info), end="")
+    print("wrote " + ", ".join(str(v) for v in paths.values()))
     return 0
 
 

@@ -3,7 +3,7 @@
 For every solutions/NN/exercises.ipynb: the committed student version equals what
 `make student` produces; no solution line appears in it; grading the solution gives full
 marks, grading the unfilled student version gives zero with the "not implemented" message;
-grading writes only the CSV.
+grading leaves the submissions unchanged.
 """
 import csv
 import hashlib

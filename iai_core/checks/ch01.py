@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import CheckFailed, call, expect, expect_close, expect_tensor, passed
+from . import Check, CheckFailed, expect, expect_close, expect_tensor, passed
 from .. import gmm as ref
 
 __all__ = ["CheckFailed", "check_e_step", "check_m_step", "check_mixture_log_likelihood", "GRADED"]
@@ -25,9 +25,22 @@ def _case(seed: int = 0, n: int = 40, d: int = 2, k: int = 3):
     return x, weights, means, covs
 
 
-def check_e_step(e_step) -> None:
+def _far(x):
+    far = x.clone()
+    far[0] = 1e3                                  # so far that every density underflows to 0
+    return far
+
+
+def _probe_e_step(e_step, rec) -> None:
     x, w, m, c = _case()
-    resp = expect_tensor(call(e_step, "e_step", x, w, m, c), "e_step", (40, 3))
+    rec.call("resp", e_step, x, w, m, c)
+    rec.call("resp_far", e_step, _far(x), w, m, c)
+
+
+def _judge_e_step(obs) -> None:
+    """The responsibilities of a 3-component mixture, and of a point far from every component."""
+    x, w, m, c = _case()
+    resp = expect_tensor(obs["resp"], "e_step", (40, 3))
     sums = resp.sum(1)
     bad = int((sums - 1).abs().argmax())
     expect((sums - 1).abs().max() < 1e-6,
@@ -37,10 +50,9 @@ def check_e_step(e_step) -> None:
     expected = ref.responsibilities(x, ref.GaussianMixture(w, m, c))
     expect_close(resp, expected, "e_step", "a responsibility", atol=1e-6,
                  hint="Check the weights pi_k multiply the Gaussian densities, and the covariance (not its inverse) in N(x; mu_k, Sigma_k).")
-    far = x.clone()
-    far[0] = 1e3                                  # so far that every density underflows to 0
-    resp_far = call(e_step, "e_step", far, w, m, c)
-    expect(torch.isfinite(resp_far).all(),
+    far = _far(x)
+    resp_far = obs["resp_far"]
+    expect(isinstance(resp_far, torch.Tensor) and tuple(resp_far.shape) == (40, 3) and torch.isfinite(resp_far).all(),
            "e_step: a point far from every component gives NaN: all its densities underflow to 0 and 0/0 = NaN. "
            "Work with log densities and normalize with torch.logsumexp (or torch.softmax).")
     expect_close(resp_far, ref.responsibilities(far, ref.GaussianMixture(w, m, c)), "e_step",
@@ -48,10 +60,16 @@ def check_e_step(e_step) -> None:
     passed("e_step", 4)
 
 
-def check_m_step(m_step) -> None:
+def _probe_m_step(m_step, rec) -> None:
+    x, w, m, c = _case(1)
+    rec.call("out", m_step, x, ref.responsibilities(x, ref.GaussianMixture(w, m, c)))
+
+
+def _judge_m_step(obs) -> None:
+    """Weights, means and covariances from given responsibilities, against iai_core.gmm.m_step."""
     x, w, m, c = _case(1)
     resp = ref.responsibilities(x, ref.GaussianMixture(w, m, c))
-    out = call(m_step, "m_step", x, resp)
+    out = obs["out"]
     expect(isinstance(out, (tuple, list)) and len(out) == 3, "m_step must return a tuple (weights, means, covs)")
     weights, means, covs = out
     expect_tensor(weights, "m_step's weights", (3,))
@@ -69,9 +87,16 @@ def check_m_step(m_step) -> None:
     passed("m_step", 5)
 
 
-def check_mixture_log_likelihood(mixture_log_likelihood) -> None:
+def _probe_mixture_log_likelihood(mixture_log_likelihood, rec) -> None:
     x, w, m, c = _case(2)
-    value = call(mixture_log_likelihood, "mixture_log_likelihood", x, w, m, c)
+    rec.call("value", mixture_log_likelihood, x, w, m, c)
+    rec.call("value_far", mixture_log_likelihood, _far(x), w, m, c)
+
+
+def _judge_mixture_log_likelihood(obs) -> None:
+    """The mean log-likelihood, and a finite value with a far-away point."""
+    x, w, m, c = _case(2)
+    value = obs["value"]
     expect(isinstance(value, torch.Tensor) and value.numel() == 1,
            "mixture_log_likelihood must return a scalar tensor: the MEAN of log p(x_n) over the points")
     expected = ref.log_likelihood(x, ref.GaussianMixture(w, m, c))
@@ -79,13 +104,16 @@ def check_mixture_log_likelihood(mixture_log_likelihood) -> None:
            f"mixture_log_likelihood: got {value.item():.6f} nats, expected {expected.item():.6f}. "
            + ("You returned the sum over points; the book uses the mean." if abs(value.item() - 40 * expected.item()) < 1e-4
               else "log p(x_n) = logsumexp_k [log pi_k + log N(x_n; mu_k, Sigma_k)]."))
-    far = x.clone()
-    far[0] = 1e3
-    value = call(mixture_log_likelihood, "mixture_log_likelihood", far, w, m, c)
-    expect(torch.isfinite(value).all(),
+    value = obs["value_far"]
+    expect(isinstance(value, torch.Tensor) and torch.isfinite(value).all(),
            "mixture_log_likelihood: a far-away point gives -inf or NaN: use torch.logsumexp over log densities")
     passed("mixture_log_likelihood", 2)
 
+
+check_e_step = Check("e_step", _probe_e_step, _judge_e_step)
+check_m_step = Check("m_step", _probe_m_step, _judge_m_step)
+check_mixture_log_likelihood = Check("mixture_log_likelihood", _probe_mixture_log_likelihood,
+                                     _judge_mixture_log_likelihood)
 
 GRADED = {
     "e_step": (check_e_step, 4),

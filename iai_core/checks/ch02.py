@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from . import CheckFailed, call, expect, expect_tensor, passed
+from . import Check, CheckFailed, expect, expect_tensor, passed
 from ..elbo import elbo_grad
 from ..gaussian import log_normal_diag, reparameterize
 from ..linear_gaussian import LinearGaussianModel
@@ -50,22 +50,46 @@ def _lambda():
     return mu, logvar
 
 
-def check_elbo_estimate(elbo_estimate) -> None:
+def _probe_elbo_estimate(elbo_estimate, rec) -> None:
+    model, x = _model()
+    mu, logvar = _lambda()
+    rec.call("one", elbo_estimate, model, x, mu, logvar, 1, torch.Generator().manual_seed(1))
+    rec.call("again", elbo_estimate, model, x, mu, logvar, 1, torch.Generator().manual_seed(1))
+    rec.call("many", elbo_estimate, model, x, mu, logvar, 40_000, torch.Generator().manual_seed(3))
+    exact_model, xe = _model(diagonal_posterior=True)
+    mean, lv = _exact_lambda(exact_model, xe)
+    rec.call("at_posterior", elbo_estimate, exact_model, xe, mean, lv, 3, torch.Generator().manual_seed(2))
+    # differentiable in lambda: the gradients through the student's estimate, observed here
+    m, v = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
+    value = rec.call("differentiable", elbo_estimate, model, x, m, v, 2, torch.Generator().manual_seed(5))
+    grads = None
+    if type(value) is torch.Tensor and value.requires_grad:
+        try:
+            grads = torch.autograd.grad(value.sum(), (m, v), allow_unused=True)
+        except RuntimeError:
+            grads = None
+    rec.keep("gradients", grads)
+
+
+def _exact_lambda(exact_model, xe):
+    mean, cov = exact_model.posterior(xe)
+    return mean, cov.diagonal().log().expand_as(mean).contiguous()
+
+
+def _judge_elbo_estimate(obs) -> None:
+    """Reproducible, unbiased (against the closed form), exact at the posterior, differentiable."""
     name = "elbo_estimate"
     model, x = _model()
     mu, logvar = _lambda()
-    out = call(elbo_estimate, name, model, x, mu, logvar, 1, torch.Generator().manual_seed(1))
-    expect_tensor(out, name, (4,))
-
-    again = call(elbo_estimate, name, model, x, mu, logvar, 1, torch.Generator().manual_seed(1))
-    expect(torch.equal(out.detach(), again.detach()),
+    out = expect_tensor(obs["one"], name, (4,))
+    again = obs["again"]
+    expect(isinstance(again, torch.Tensor) and again.shape == out.shape and torch.equal(out.detach(), again.detach()),
            f"{name}: two calls with identically seeded generators gave different estimates. Draw the noise "
            "with torch.randn(..., generator=generator) so results are reproducible.")
 
     # unbiased: the average of many estimates matches the closed-form ELBO
     S = 40_000
-    est = call(elbo_estimate, name, model, x, mu, logvar, S, torch.Generator().manual_seed(3))
-    est = expect_tensor(est, name, (4,)).detach()
+    est = expect_tensor(obs["many"], name, (4,)).detach()
     closed = model.elbo_diag(x, mu, logvar)
     z = reparameterize(mu, logvar, 4000, torch.Generator().manual_seed(4))
     sd = (model.log_joint(x, z) - log_normal_diag(z, mu, logvar)).std(0)
@@ -85,23 +109,19 @@ def check_elbo_estimate(elbo_estimate) -> None:
 
     # the exact posterior: log p(x, z) - log q(z) = log p(x) for every z, so every estimate is log p(x)
     exact_model, xe = _model(diagonal_posterior=True)
-    mean, cov = exact_model.posterior(xe)
-    lv = cov.diagonal().log().expand_as(mean).contiguous()
     log_px = exact_model.log_marginal(xe)
-    at_post = call(elbo_estimate, name, exact_model, xe, mean, lv, 3, torch.Generator().manual_seed(2))
-    err = (expect_tensor(at_post, name, (4,)).detach() - log_px).abs().max().item()
+    err = (expect_tensor(obs["at_posterior"], name, (4,)).detach() - log_px).abs().max().item()
     expect(err < 1e-6, f"{name}: when q is the exact posterior, log p(x, z) - log q(z | x) equals log p(x) for every "
                        f"sample, so even 3 samples must give log p(x) exactly; yours is off by {err:.3g} nats. "
                        "Evaluate log q at the same z you plug into log p(x, z).")
 
     # differentiable in lambda through the reparameterization
-    m, v = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
-    value = call(elbo_estimate, name, model, x, m, v, 2, torch.Generator().manual_seed(5))
+    value = obs["differentiable"]
     expect(isinstance(value, torch.Tensor) and value.requires_grad,
            f"{name}: the estimate does not depend differentiably on mu and logvar. Build z = mu + sigma * eps from "
            "the tensors you were given (no .detach(), no torch.no_grad(), no torch.normal(mu, sigma)).")
-    g_mu, g_lv = torch.autograd.grad(value.sum(), (m, v), allow_unused=True)
-    expect(g_mu is not None and g_lv is not None,
+    grads = obs["gradients"]
+    expect(isinstance(grads, tuple) and len(grads) == 2 and all(isinstance(g, torch.Tensor) for g in grads),
            f"{name}: the estimate must depend on both mu and logvar (through z = mu + exp(0.5 * logvar) * eps).")
     passed(name, 5)
 
@@ -111,17 +131,26 @@ def _reference_gradient(model, x, mu, logvar):
     return torch.autograd.grad(model.elbo_diag(x, m, v).sum(), (m, v))
 
 
-def check_gradient_step(gradient_step) -> None:
+def _probe_gradient_step(gradient_step, rec) -> None:
+    model, x = _model()
+    mu, logvar = _lambda()
+    rec.call("step", gradient_step, model, x, mu, logvar, 0.01, 20_000, torch.Generator().manual_seed(6))
+    rec.keep("inputs_after", (mu, logvar))
+    rec.call("small", gradient_step, model, x, mu, logvar, 0.02, 2000, torch.Generator().manual_seed(8))
+
+
+def _judge_gradient_step(obs) -> None:
+    """The step divided by the step size is the exact ELBO gradient (within 6 standard errors)."""
     name = "gradient_step"
     model, x = _model()
     mu, logvar = _lambda()
-    mu_in, logvar_in = mu.clone(), logvar.clone()
     alpha, S = 0.01, 20_000
-    out = call(gradient_step, name, model, x, mu, logvar, alpha, S, torch.Generator().manual_seed(6))
+    out = obs["step"]
     expect(isinstance(out, (tuple, list)) and len(out) == 2, f"{name} must return a tuple (mu, logvar)")
     new_mu, new_logvar = (expect_tensor(t.detach() if isinstance(t, torch.Tensor) else t, f"{name}'s {n}", (4, 2))
                           for t, n in zip(out, ("mu", "logvar")))
-    expect(torch.equal(mu, mu_in) and torch.equal(logvar, logvar_in),
+    mu_after, logvar_after = obs["inputs_after"]
+    expect(torch.equal(mu, mu_after) and torch.equal(logvar, logvar_after),
            f"{name}: the input mu or logvar was modified in place. Return new tensors.")
     g_mu, g_lv = _reference_gradient(model, x, mu, logvar)
     step_mu, step_lv = (new_mu - mu) / alpha, (new_logvar - logvar) / alpha
@@ -156,12 +185,18 @@ def check_gradient_step(gradient_step) -> None:
            "(1 - exp(logvar)) / 2 per coordinate.")
 
     # a small step uphill raises the exact ELBO of every example
-    small = call(gradient_step, name, model, x, mu, logvar, 0.02, 2000, torch.Generator().manual_seed(8))
+    small = obs["small"]
+    expect(isinstance(small, (tuple, list)) and len(small) == 2
+           and all(isinstance(t, torch.Tensor) and tuple(t.shape) == (4, 2) for t in small),
+           f"{name} must return a tuple (mu, logvar), each of shape (4, 2)")
     before, after = model.elbo_diag(x, mu, logvar), model.elbo_diag(x, small[0].detach(), small[1].detach())
     expect((after > before).all(), f"{name}: a step of size 0.02 lowered the exact ELBO of some example "
                                    f"({(after - before).min().item():.3g} nats)")
     passed(name, 5)
 
+
+check_elbo_estimate = Check("elbo_estimate", _probe_elbo_estimate, _judge_elbo_estimate)
+check_gradient_step = Check("gradient_step", _probe_gradient_step, _judge_gradient_step)
 
 GRADED = {
     "elbo_estimate": (check_elbo_estimate, 5),

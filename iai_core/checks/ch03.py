@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from . import CheckFailed, call, expect, expect_close, expect_tensor, passed
+from . import Check, CheckFailed, expect, expect_close, expect_tensor, passed
 from ..encoders import GaussianEncoder
 from ..gaussian import kl_normal_standard
 from ..models import LatentGaussianModel
@@ -23,13 +23,28 @@ __all__ = ["CheckFailed", "check_encoder_forward", "check_iwae_bound", "check_am
            "linear_gaussian_case"]
 
 
-def check_encoder_forward(encoder_forward) -> None:
+ENCODER_CASES = ((2, 0), (1, 1), (3, 2))     # (depth, seed)
+
+
+def _encoder_case(depth: int, seed: int):
+    enc = GaussianEncoder(12, 3, hidden=7, depth=depth, seed=seed).double()
+    layers = [m for m in enc.net if isinstance(m, nn.Linear)]
+    x = torch.rand(5, 12, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).round()
+    return enc, layers, x
+
+
+def _probe_encoder_forward(encoder_forward, rec) -> None:
+    for depth, seed in ENCODER_CASES:
+        _, layers, x = _encoder_case(depth, seed)
+        rec.call(f"depth {depth}", encoder_forward, layers, x)
+
+
+def _judge_encoder_forward(obs) -> None:
+    """mu and logvar of GaussianEncoder networks of depth 2, 1 and 3, differentiable in the weights."""
     n = 0
-    for depth, seed in ((2, 0), (1, 1), (3, 2)):
-        enc = GaussianEncoder(12, 3, hidden=7, depth=depth, seed=seed).double()
-        layers = [m for m in enc.net if isinstance(m, nn.Linear)]
-        x = torch.rand(5, 12, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).round()
-        out = call(encoder_forward, "encoder_forward", layers, x)
+    for depth, seed in ENCODER_CASES:
+        enc, layers, x = _encoder_case(depth, seed)
+        out = obs[f"depth {depth}"]
         expect(isinstance(out, (tuple, list)) and len(out) == 2,
                "encoder_forward must return a tuple (mu, logvar)")
         mu, logvar = out
@@ -37,13 +52,16 @@ def check_encoder_forward(encoder_forward) -> None:
         expect_tensor(logvar, "encoder_forward's logvar", (5, 3))
         with torch.no_grad():
             want_mu, want_logvar = enc(x)
-        if torch.allclose(mu, want_logvar, atol=1e-8) and torch.allclose(logvar, want_mu, atol=1e-8):
+            hidden = _hidden(layers, x)
+        mu_, logvar_ = mu.detach(), logvar.detach()
+        if torch.allclose(mu_, want_logvar, atol=1e-8) and torch.allclose(logvar_, want_mu, atol=1e-8):
             raise CheckFailed("encoder_forward: mu and logvar are swapped: the FIRST d outputs are mu, the last d are logvar")
-        if torch.allclose(logvar, want_logvar.exp(), atol=1e-8) or torch.allclose(logvar, want_logvar.exp().sqrt(), atol=1e-8):
+        if torch.allclose(logvar_, want_logvar.exp(), atol=1e-8) or torch.allclose(logvar_, want_logvar.exp().sqrt(), atol=1e-8):
             raise CheckFailed("encoder_forward: return the log-variance itself, not sigma^2 or sigma: the network "
                               "outputs logvar directly, which keeps sigma > 0 without any constraint")
-        last = layers[-1]
-        if torch.allclose(torch.cat([mu, logvar], -1), torch.tanh(last(_hidden(layers, x))), atol=1e-8):
+        with torch.no_grad():
+            all_tanh = torch.tanh(layers[-1](hidden))
+        if torch.allclose(torch.cat([mu_, logvar_], -1), all_tanh, atol=1e-8):
             raise CheckFailed("encoder_forward: no tanh after the LAST layer: mu and logvar can be any real numbers")
         expect_close(mu, want_mu, "encoder_forward", f"mu (depth {depth})", atol=1e-8,
                      hint="Apply each hidden layer followed by tanh, then the last layer without activation, "
@@ -62,10 +80,24 @@ def _hidden(layers, x):
     return h
 
 
-def check_iwae_bound(iwae_bound) -> None:
+def _iwae_case():
     g = torch.Generator().manual_seed(0)
     log_w = torch.randn(50, 4, generator=g, dtype=torch.float64) * 2 - 30
-    value = expect_tensor(call(iwae_bound, "iwae_bound", log_w), "iwae_bound", (4,))
+    tiny = torch.tensor([[-1000.0, -2000.0], [-1001.0, -2000.5]], dtype=torch.float64)
+    return log_w, tiny
+
+
+def _probe_iwae_bound(iwae_bound, rec) -> None:
+    log_w, tiny = _iwae_case()
+    rec.call("bound", iwae_bound, log_w)
+    rec.call("tiny", iwae_bound, tiny)
+    rec.call("one", iwae_bound, log_w[:1])
+
+
+def _judge_iwae_bound(obs) -> None:
+    """L_K against logsumexp - log K, with log weights near -1000, and K = 1."""
+    log_w, tiny = _iwae_case()
+    value = expect_tensor(obs["bound"], "iwae_bound", (4,))
     want = torch.logsumexp(log_w, 0) - math.log(50)
     if torch.allclose(value, log_w.mean(0), atol=1e-6):
         raise CheckFailed("iwae_bound: you averaged the log weights, which is the ELBO (K = 1 bound). "
@@ -76,14 +108,13 @@ def check_iwae_bound(iwae_bound) -> None:
         raise CheckFailed("iwae_bound: the samples are along dimension 0 of log_w (K, batch); reduce over dim 0")
     expect_close(value, want, "iwae_bound", "the bound", atol=1e-8,
                  hint="L_K = logsumexp_k(log_w_k) - log K, for each example.")
-    tiny = torch.tensor([[-1000.0, -2000.0], [-1001.0, -2000.5]], dtype=torch.float64)
-    value = call(iwae_bound, "iwae_bound", tiny)
-    expect(torch.isfinite(value).all(),
+    value = obs["tiny"]
+    expect(isinstance(value, torch.Tensor) and tuple(value.shape) == (2,) and torch.isfinite(value).all(),
            "iwae_bound: log weights of -1000 give -inf: exp(-1000) underflows to 0 in floating point. "
            "Use torch.logsumexp, which subtracts the largest log weight before exponentiating.")
     expect_close(value, torch.logsumexp(tiny, 0) - math.log(2), "iwae_bound", "the bound for log weights near -1000",
                  atol=1e-8)
-    one = call(iwae_bound, "iwae_bound", log_w[:1])
+    one = expect_tensor(obs["one"], "iwae_bound", (4,))
     expect_close(one, log_w[0], "iwae_bound", "the K = 1 bound (which must equal the single log weight)", atol=1e-8)
     passed("iwae_bound", 4)
 
@@ -115,13 +146,18 @@ def linear_gaussian_case(seed: int = 0, n: int = 6):
     return model, x, mu, logvar, exact_elbo(m, best_logvar) - exact_elbo(mu, logvar)
 
 
-def check_amortization_gap(amortization_gap) -> None:
+def _probe_amortization_gap(amortization_gap, rec) -> None:
+    model, x, mu, logvar, _ = linear_gaussian_case()
+    rec.call("gap", amortization_gap, model, x, mu, logvar, torch.Generator().manual_seed(1))
+    rec.keep("inputs_after", (mu, logvar))
+
+
+def _judge_amortization_gap(obs) -> None:
+    """The gap on a linear-Gaussian model, against its closed form (within 0.1 nats)."""
     model, x, mu, logvar, exact = linear_gaussian_case()
-    mu_in, logvar_in = mu.clone(), logvar.clone()
-    gen = torch.Generator().manual_seed(1)
-    value = expect_tensor(call(amortization_gap, "amortization_gap", model, x, mu, logvar, gen),
-                          "amortization_gap", (6,))
-    expect(torch.equal(mu, mu_in) and torch.equal(logvar, logvar_in),
+    value = expect_tensor(obs["gap"], "amortization_gap", (6,))
+    mu_after, logvar_after = obs["inputs_after"]
+    expect(torch.equal(mu, mu_after) and torch.equal(logvar, logvar_after),
            "amortization_gap: do not modify mu and logvar in place; optimize copies of them")
     expect(value.mean() > -0.05 or (-value - exact).abs().max() > 0.1,
            "amortization_gap: the sign is reversed: the gap is ELBO(optimized) - ELBO(amortized), which is >= 0")
@@ -136,6 +172,10 @@ def check_amortization_gap(amortization_gap) -> None:
            "estimate both ELBOs with many samples (e.g. 2,000), not one.")
     passed("amortization_gap", 4)
 
+
+check_encoder_forward = Check("encoder_forward", _probe_encoder_forward, _judge_encoder_forward)
+check_iwae_bound = Check("iwae_bound", _probe_iwae_bound, _judge_iwae_bound)
+check_amortization_gap = Check("amortization_gap", _probe_amortization_gap, _judge_amortization_gap)
 
 GRADED = {
     "encoder_forward": (check_encoder_forward, 3),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import CheckFailed, call, expect, expect_close, expect_tensor, passed
+from . import Check, CheckFailed, expect, expect_close, expect_tensor, kind_of, passed
 
 __all__ = ["check_leapfrog", "check_score_estimate", "GRADED", "CheckFailed"]
 
@@ -37,18 +37,42 @@ def _energy(q, p):
     return -_log_prob(q) + 0.5 * p.pow(2).sum(-1)
 
 
-def check_leapfrog(leapfrog) -> None:
-    """The student's leapfrog must match the reference integrator step for step."""
-    name = "leapfrog"
+LEAPFROG_RUNS = ((0.2, 5), (0.05, 13))      # (step size, steps) compared with the reference
+
+
+def _leapfrog_start():
     g = torch.Generator().manual_seed(0)
     q0 = torch.randn(6, 2, dtype=torch.float64, generator=g)
     p0 = torch.randn(6, 2, dtype=torch.float64, generator=g)
+    return q0, p0
+
+
+def _is_pair(out) -> bool:
+    return type(out) is tuple and len(out) == 2 and all(type(t) is torch.Tensor for t in out)
+
+
+def _probe_leapfrog(leapfrog, rec) -> None:
+    q0, p0 = _leapfrog_start()
+    rec.call("one step", leapfrog, q0.clone(), p0.clone(), _grad_log_prob, 0.1, 1)
+    for h, steps in LEAPFROG_RUNS:
+        rec.call(f"{steps} steps of size {h}", leapfrog, q0.clone(), p0.clone(), _grad_log_prob, h, steps)
+    forward = rec.call("forward", leapfrog, q0.clone(), p0.clone(), _grad_log_prob, 0.05, 30)
+    if _is_pair(forward):     # back from the student's own end point, with the momentum flipped
+        rec.call("back", leapfrog, forward[0].clone(), -forward[1].clone(), _grad_log_prob, 0.05, 30)
+
+
+def _pair(obs, key, name):
+    out = obs[key]
+    expect(isinstance(out, tuple) and len(out) == 2, f"{name} must return a tuple (q, p), got {kind_of(out)}")
+    return expect_tensor(out[0], f"{name}'s q", (6, 2)), expect_tensor(out[1], f"{name}'s p", (6, 2))
+
+
+def _judge_leapfrog(obs) -> None:
+    """The student's leapfrog must match the reference integrator step for step."""
+    name = "leapfrog"
+    q0, p0 = _leapfrog_start()
     n = 0
-    out = call(leapfrog, name, q0.clone(), p0.clone(), _grad_log_prob, 0.1, 1)
-    expect(isinstance(out, tuple) and len(out) == 2, f"{name} must return a tuple (q, p), got {type(out).__name__}")
-    q1, p1 = out
-    expect_tensor(q1, f"{name}'s q", (6, 2))
-    expect_tensor(p1, f"{name}'s p", (6, 2))
+    q1, p1 = _pair(obs, "one step", name)
     n += 1
     ref_q, ref_p = _reference_leapfrog(q0, p0, _grad_log_prob, 0.1, 1)
     if (q1 - (q0 + 0.1 * p0)).abs().max() < 1e-9:
@@ -63,18 +87,17 @@ def check_leapfrog(leapfrog) -> None:
     expect_close(p1, ref_p, name, "p after one step", atol=1e-9,
                  hint="End with a half step for the momentum, using the gradient at the new position.")
     n += 2
-    for h, steps in ((0.2, 5), (0.05, 13)):
-        q_s, p_s = call(leapfrog, name, q0.clone(), p0.clone(), _grad_log_prob, h, steps)
+    for h, steps in LEAPFROG_RUNS:
+        q_s, p_s = _pair(obs, f"{steps} steps of size {h}", name)
         ref_q, ref_p = _reference_leapfrog(q0, p0, _grad_log_prob, h, steps)
-        full_q, _ = _reference_leapfrog(q0, p0, _grad_log_prob, h, 1)
         expect_close(q_s, ref_q, name, f"q after {steps} steps of size {h}", atol=1e-8,
                      hint="Between positions the momentum takes full steps h * grad(q); only the first and last "
                           "momentum steps are halves. Did you loop n_steps times?")
         expect_close(p_s, ref_p, name, f"p after {steps} steps of size {h}", atol=1e-8)
         n += 2
     # the two properties HMC relies on
-    q_f, p_f = call(leapfrog, name, q0.clone(), p0.clone(), _grad_log_prob, 0.05, 30)
-    q_b, p_b = call(leapfrog, name, q_f.clone(), -p_f.clone(), _grad_log_prob, 0.05, 30)
+    q_f, p_f = _pair(obs, "forward", name)
+    q_b, _ = _pair(obs, "back", name)
     expect_close(q_b, q0, name, "q after integrating forward and back with the momentum flipped", atol=1e-8,
                  hint="The leapfrog map must be time reversible.")
     drift = float((_energy(q_f, p_f) - _energy(q0, p0)).abs().max())
@@ -88,9 +111,7 @@ def _reference_score(z, eps_samples, mean_fn, logvar):
     return -(z - mean_fn(eps_samples).mean(0)) * torch.exp(-logvar)
 
 
-def check_score_estimate(score_estimate) -> None:
-    """The student's score estimate must average grad_z log q(z | eps') over the samples of each z."""
-    name = "score_estimate"
+def _score_case():
     g = torch.Generator().manual_seed(1)
     W = torch.randn(2, 3, dtype=torch.float64, generator=g)
     b = torch.tensor([0.3, -0.7], dtype=torch.float64)
@@ -98,8 +119,34 @@ def check_score_estimate(score_estimate) -> None:
     logvar = torch.tensor([-1.0, 0.5], dtype=torch.float64)
     z = torch.randn(7, 2, dtype=torch.float64, generator=g)
     eps_samples = torch.randn(5, 7, 3, dtype=torch.float64, generator=g)
-    out = call(score_estimate, name, z, eps_samples, mean_fn, logvar)
-    expect_tensor(out, name, (7, 2))
+    return g, mean_fn, logvar, z, eps_samples
+
+
+def _linear_case(g):
+    """The linear case and exact draws of q(eps | z) (drawn from ``g`` after the first case)."""
+    A = torch.tensor([[1.0, 0.5, -0.3], [0.2, -0.8, 0.6]], dtype=torch.float64)
+    lv = torch.log(torch.tensor([0.25, 0.25], dtype=torch.float64))
+    Dinv = torch.diag(torch.exp(-lv))
+    C = torch.linalg.inv(torch.eye(3, dtype=torch.float64) + A.T @ Dinv @ A)
+    z0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
+    m = z0 @ (C @ A.T @ Dinv).T
+    draws = m + torch.randn(10, 20000, 3, dtype=torch.float64, generator=g) @ torch.linalg.cholesky(C).T
+    return A, lv, z0, draws
+
+
+def _probe_score_estimate(score_estimate, rec) -> None:
+    g, mean_fn, logvar, z, eps_samples = _score_case()
+    rec.call("score", score_estimate, z, eps_samples, mean_fn, logvar)
+    rec.call("one sample", score_estimate, z, eps_samples[:1], mean_fn, logvar)
+    A, lv, z0, draws = _linear_case(g)
+    rec.call("linear", score_estimate, z0.expand(20000, 2), draws, lambda e: e @ A.T, lv)
+
+
+def _judge_score_estimate(obs) -> None:
+    """The student's score estimate must average grad_z log q(z | eps') over the samples of each z."""
+    name = "score_estimate"
+    g, mean_fn, logvar, z, eps_samples = _score_case()
+    out = expect_tensor(obs["score"], name, (7, 2))
     ref = _reference_score(z, eps_samples, mean_fn, logvar)
     wrong_batch = -(z - mean_fn(eps_samples).mean((0, 1))) * torch.exp(-logvar)
     if torch.allclose(out, wrong_batch, atol=1e-9):
@@ -114,19 +161,13 @@ def check_score_estimate(score_estimate) -> None:
                  hint="score = mean over s of -(z - mu(eps_s)) / exp(logvar).")
     n = 5
     # one sample: the score of the conditional itself
-    one = call(score_estimate, name, z, eps_samples[:1], mean_fn, logvar)
+    one = expect_tensor(obs["one sample"], name, (7, 2))
     expect_close(one, -(z - mean_fn(eps_samples[0])) * torch.exp(-logvar), name, "the score from one sample",
                  atol=1e-9)
     n += 1
     # the linear case: with exact draws of q(eps | z), the estimate averages to the exact score
-    A = torch.tensor([[1.0, 0.5, -0.3], [0.2, -0.8, 0.6]], dtype=torch.float64)
-    lv = torch.log(torch.tensor([0.25, 0.25], dtype=torch.float64))
-    Dinv = torch.diag(torch.exp(-lv))
-    C = torch.linalg.inv(torch.eye(3, dtype=torch.float64) + A.T @ Dinv @ A)
-    z0 = torch.tensor([[1.0, -0.5]], dtype=torch.float64)
-    m = z0 @ (C @ A.T @ Dinv).T
-    draws = m + torch.randn(10, 20000, 3, dtype=torch.float64, generator=g) @ torch.linalg.cholesky(C).T
-    est = call(score_estimate, name, z0.expand(20000, 2), draws, lambda e: e @ A.T, lv)
+    A, lv, z0, _ = _linear_case(g)
+    est = expect_tensor(obs["linear"], name, (20000, 2))
     exact = -z0 @ torch.linalg.inv(A @ A.T + torch.diag(torch.exp(lv)))
     err = float((est.mean(0) - exact[0]).abs().max())
     se = float((est.std(0) / 20000 ** 0.5).max())
@@ -135,5 +176,8 @@ def check_score_estimate(score_estimate) -> None:
     n += 1
     passed(name, n)
 
+
+check_leapfrog = Check("leapfrog", _probe_leapfrog, _judge_leapfrog)
+check_score_estimate = Check("score_estimate", _probe_score_estimate, _judge_score_estimate)
 
 GRADED = {"leapfrog": (check_leapfrog, 5), "score_estimate": (check_score_estimate, 5)}
