@@ -48,7 +48,9 @@ class AutoregressiveModel(LatentGaussianModel):
         return x @ (self.V * self.mask).T
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) = sum_i log Bernoulli(x_i; sigmoid(g(z)_i + (V x)_i)): x (batch, D), z (..., batch, d) -> (..., batch)."""
+        """log p(x | z) = sum_i log Bernoulli(x_i; sigmoid(g(z)_i + (V x)_i)).
+
+        x (batch, D), z (..., batch, d) -> (..., batch)."""
         return bernoulli_log_likelihood(x, self.decode(z) + self.autoregressive_logits(x))
 
     @torch.no_grad()

@@ -139,7 +139,8 @@ def train_bound(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = N
     check_positive("batch_size", batch_size, integer=True)
     check_positive("lr", lr)
     check_seed("seed", seed)
-    if isinstance(anneal_fraction, bool) or not isinstance(anneal_fraction, (int, float)) or not 0 <= anneal_fraction <= 1:
+    if (isinstance(anneal_fraction, bool) or not isinstance(anneal_fraction, (int, float))
+            or not 0 <= anneal_fraction <= 1):
         raise ValueError(f"anneal_fraction must be a number in [0, 1], got {anneal_fraction!r}")
     if objective == "iwae" and anneal_fraction > 0:
         raise ValueError(f"KL annealing applies to the ELBO objective only, got objective='iwae' with "
@@ -174,5 +175,6 @@ def train_bound(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = N
         history["train_bound"].append(float(torch.stack(values).mean()))
         if x_test is not None:
             with torch.no_grad():
-                history["test_elbo"].append(float(vae.elbo(x_test, generator=make_generator(seed + 1, p.device)).mean()))
+                test_elbo = vae.elbo(x_test, generator=make_generator(seed + 1, p.device)).mean()
+                history["test_elbo"].append(float(test_elbo))
     return history

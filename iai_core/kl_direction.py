@@ -68,7 +68,8 @@ def _check_target(target: GaussianMixture) -> GaussianMixture:
     if not isinstance(target, GaussianMixture):
         raise TypeError(f"target must be an iai_core.GaussianMixture, got {type(target).__name__}")
     if target.means.shape[1] != 1:
-        raise ValueError(f"target must be one-dimensional (means of shape (K, 1)), got means {tuple(target.means.shape)}")
+        raise ValueError(f"target must be one-dimensional (means of shape (C, 1)), "
+                         f"got means {tuple(target.means.shape)}")
     return target
 
 

@@ -56,7 +56,8 @@ def score_function_surrogate(f: torch.Tensor, log_q: torch.Tensor, baseline: str
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     if f.shape != log_q.shape:
-        raise ValueError(f"f and log_q must have the same shape (S, batch), got {tuple(f.shape)} and {tuple(log_q.shape)}")
+        raise ValueError(f"f and log_q must have the same shape (S, batch), "
+                         f"got {tuple(f.shape)} and {tuple(log_q.shape)}")
     f = f.detach()
     weight = f if baseline == "none" else f - leave_one_out(f)
     return (weight * log_q).mean(0)
@@ -82,7 +83,8 @@ def gaussian_score_grad(log_joint: Callable[[torch.Tensor], torch.Tensor], mu: t
     check_tensor("mu", mu, ndim=2)
     check_tensor("logvar", logvar, ndim=2)
     if mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must have the same shape (batch, d), got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+        raise ValueError(f"mu and logvar must have the same shape (batch, d), "
+                         f"got {tuple(mu.shape)} and {tuple(logvar.shape)}")
     _check_counts(n_samples, baseline)
     mu = mu.detach().requires_grad_(True)
     logvar = logvar.detach().requires_grad_(True)
@@ -128,7 +130,8 @@ def categorical_score_grad(log_joint_table: torch.Tensor, eta: torch.Tensor, *, 
     eta = eta.detach().requires_grad_(True)
     with torch.enable_grad():
         log_q_all = torch.log_softmax(eta, dim=-1)                                     # (batch, K)
-        z = torch.multinomial(log_q_all.detach().exp(), n_samples, replacement=True, generator=generator).T  # (S, batch)
+        probs = log_q_all.detach().exp()
+        z = torch.multinomial(probs, n_samples, replacement=True, generator=generator).T    # (S, batch)
         log_q = log_q_all.T.gather(0, z)                                               # (S, batch)
         f = log_joint_table.T.gather(0, z) - log_q.detach()
         surrogate = score_function_surrogate(f, log_q, baseline)

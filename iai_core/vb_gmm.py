@@ -2,13 +2,14 @@
 
 The Bayesian mixture puts priors on theta = (pi, mu, Lambda), Lambda_c = Sigma_c^-1 the precisions,
 
-    pi ~ Dirichlet(alpha0, ..., alpha0),    Lambda_c ~ Wishart(W0, nu0),    mu_c | Lambda_c ~ N(m0, (beta0 Lambda_c)^-1),
+    pi ~ Dirichlet(alpha0, ..., alpha0),   Lambda_c ~ Wishart(W0, nu0),   mu_c | Lambda_c ~ N(m0, (beta0 Lambda_c)^-1),
 
 and approximates the posterior p(Z, pi, mu, Lambda | X) by the mean-field family q(Z) q(pi, mu, Lambda).
 Each factor's optimum given the other is in the prior's conjugate family, so coordinate ascent
 (CAVI) alternates two closed-form updates, each of which cannot decrease the ELBO:
 
-    VB-E step   r_nc  propto  exp( E[log pi_c] + E[log|Lambda_c|]/2 - D/2 log 2 pi - E[(x_n - mu_c)^T Lambda_c (x_n - mu_c)]/2 )
+    VB-E step   r_nc  propto  exp( E[log pi_c] + E[log|Lambda_c|]/2 - D/2 log 2 pi
+                                   - E[(x_n - mu_c)^T Lambda_c (x_n - mu_c)]/2 )
     VB-M step   alpha_c = alpha0 + N_c,  beta_c = beta0 + N_c,  m_c = (beta0 m0 + N_c xbar_c) / beta_c,
                 nu_c = nu0 + N_c,  W_c^-1 = W0^-1 + N_c S_c + beta0 N_c / beta_c (xbar_c - m0)(xbar_c - m0)^T
 
@@ -36,7 +37,8 @@ __all__ = ["NormalWishartPrior", "VBPosterior", "VBResult", "default_prior", "vb
 
 @dataclass
 class NormalWishartPrior:
-    """The prior of the Bayesian mixture: Dirichlet(alpha0) on pi, Normal-Wishart(m0, beta0, W0, nu0) on (mu_c, Lambda_c).
+    """The prior of the Bayesian mixture: Dirichlet(alpha0) on pi, Normal-Wishart(m0, beta0, W0, nu0)
+    on each (mu_c, Lambda_c).
 
     alpha0, beta0 > 0; m0: (D,); W0: (D, D) positive definite; nu0 > D - 1.
     """
@@ -125,7 +127,9 @@ def _expected_log_weights(post: VBPosterior) -> torch.Tensor:
 
 
 def _log_rho(x: torch.Tensor, post: VBPosterior) -> torch.Tensor:
-    """log rho_nc = E[log pi_c] + E[log|Lambda_c|]/2 - D/2 log 2 pi - E[(x_n - mu_c)^T Lambda_c (x_n - mu_c)]/2: (N, C)."""
+    """log rho_nc = E[log pi_c] + E[log|Lambda_c|]/2 - D/2 log 2 pi - E[(x_n - mu_c)^T Lambda_c (x_n - mu_c)]/2.
+
+    x (N, D) -> (N, C)."""
     d = x.shape[1]
     chol = torch.linalg.cholesky(post.W)                                   # W_c = L_c L_c^T
     y = torch.einsum("ncd,cde->nce", x[:, None, :] - post.m[None], chol)   # (x - m_c)^T L_c
@@ -237,7 +241,8 @@ def fit_vb_gmm(x: torch.Tensor, n_components: int, *, prior: NormalWishartPrior 
         init_resp = torch.nn.functional.one_hot(start, n_components).to(x.dtype)
     check_tensor("init_resp", init_resp, ndim=2)
     if tuple(init_resp.shape) != (n, n_components):
-        raise ValueError(f"init_resp must have shape (N, n_components) = {(n, n_components)}, got {tuple(init_resp.shape)}")
+        raise ValueError(f"init_resp must have shape (N, n_components) = {(n, n_components)}, "
+                         f"got {tuple(init_resp.shape)}")
     post = vb_m_step(x, init_resp.to(x), prior, reg)
     elbos, history, converged, it = [], [], False, 0
     for it in progress(range(1, n_iterations + 1), enabled=show_progress, desc="VB for the Gaussian mixture"):

@@ -1,6 +1,5 @@
 """The autoregressive decoder (exact enumeration), per-dimension KL and activity."""
 import itertools
-import math
 
 import numpy as np
 import pytest
@@ -46,7 +45,8 @@ def test_samples_follow_the_exact_distribution():
 
 
 def test_kl_per_dimension_and_activity_against_references(device):
-    vae = VAE(GaussianEncoder(6, 3, hidden=8, seed=0), LatentGaussianModel(6, 3, hidden=8, seed=1)).to(device, torch.float64)
+    vae = VAE(GaussianEncoder(6, 3, hidden=8, seed=0), LatentGaussianModel(6, 3, hidden=8, seed=1))
+    vae = vae.to(device, torch.float64)
     x = torch.bernoulli(torch.full((50, 6), 0.4, dtype=torch.float64, device=device),
                         generator=torch.Generator(device=device).manual_seed(0))
     mu, logvar = vae.encoder(x)

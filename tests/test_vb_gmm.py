@@ -48,7 +48,8 @@ def test_single_component_elbo_is_the_exact_log_evidence():
     n, d = x.shape
     prior = NormalWishartPrior(alpha0=2.0, beta0=0.5, m0=torch.tensor([0.5, -0.2], dtype=torch.float64),
                                W0=torch.tensor([[0.8, 0.1], [0.1, 0.5]], dtype=torch.float64), nu0=3.5)
-    res = fit_vb_gmm(x, 1, prior=prior, n_iterations=3, tol=0.0, reg=0.0, init_resp=torch.ones(n, 1, dtype=torch.float64))
+    res = fit_vb_gmm(x, 1, prior=prior, n_iterations=3, tol=0.0, reg=0.0,
+                     init_resp=torch.ones(n, 1, dtype=torch.float64))
     xbar = x.mean(0)
     scatter = (x - xbar).T @ (x - xbar)
     beta_n, nu_n = prior.beta0 + n, prior.nu0 + n
@@ -66,7 +67,8 @@ def test_elbo_constants_against_monte_carlo():
     theta from q with torch.distributions (Z summed exactly)."""
     x = blobs(60, seed=2)
     prior = default_prior(x, 3)
-    res = fit_vb_gmm(x, 3, prior=prior, n_iterations=5, tol=0.0, generator=torch.Generator().manual_seed(0), keep_history=True)
+    res = fit_vb_gmm(x, 3, prior=prior, n_iterations=5, tol=0.0, generator=torch.Generator().manual_seed(0),
+                     keep_history=True)
     resp, post = res.history[-1]
     D = torch.distributions
     torch.manual_seed(0)
@@ -115,7 +117,8 @@ def test_bad_input():
     with pytest.raises(ValueError, match="nu0 must be > D - 1"):
         vb_m_step(x, torch.ones(30, 2, dtype=torch.float64) / 2, NormalWishartPrior(1.0, 1.0, prior.m0, prior.W0, 0.5))
     with pytest.raises(ValueError, match="m0 and W0 must have shapes"):
-        vb_m_step(x, torch.ones(30, 2, dtype=torch.float64) / 2, NormalWishartPrior(1.0, 1.0, prior.m0[:1], prior.W0, 3.0))
+        vb_m_step(x, torch.ones(30, 2, dtype=torch.float64) / 2,
+                  NormalWishartPrior(1.0, 1.0, prior.m0[:1], prior.W0, 3.0))
     with pytest.raises(TypeError, match="prior must be a NormalWishartPrior"):
         vb_m_step(x, torch.ones(30, 2, dtype=torch.float64) / 2, {"alpha0": 1.0})
     with pytest.raises(ValueError, match="resp must have one row per point"):

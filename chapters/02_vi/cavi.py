@@ -176,7 +176,8 @@ used = vb_weights > 0.01
 n_c = vb.posterior.alpha - default_prior(x, C_MAX).alpha0       # N_c = alpha_c - alpha_0
 print("E_q[pi_c], VB:", np.array2string(vb_weights.cpu().numpy(), precision=4, suppress_small=False))
 print("pi_c, EM:     ", np.array2string(em.gmm.weights.cpu().numpy(), precision=4))
-print(f"VB: {int(used.sum())} components with E[pi_c] > 0.01; the others hold N_c <= {float(n_c[~used].max()):.1e} points")
+print(f"VB: {int(used.sum())} components with E[pi_c] > 0.01; "
+      f"the others hold N_c <= {float(n_c[~used].max()):.1e} points")
 print(f"EM: {int((em.gmm.weights > 0.01).sum())} components with pi_c > 0.01; the smallest holds "
       f"{float(em.gmm.weights.min() * N_POINTS):.1f} points")
 

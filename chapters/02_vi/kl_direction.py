@@ -120,7 +120,8 @@ plt.show()
 
 # %% tags=["remove-input"]
 ratio0 = float(normal(mu_f, sigma_f)[600] / p_z[600])
-claim("the forward fit is mass-covering: at the trough z = 0 its density exceeds p's more than 10-fold", ratio0, ">", 10.0)
+claim("the forward fit is mass-covering: at the trough z = 0 its density exceeds p's more than 10-fold",
+      ratio0, ">", 10.0)
 claim("the reverse fits underestimate the spread: each sigma^2 is below a quarter of p's variance",
       max(sigma_l, sigma_r) ** 2, "<", float(var_p) / 4)
 claim("the forward fit pays for its mass in the gap: its reverse KL exceeds the better reverse optimum's",

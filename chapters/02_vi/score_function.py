@@ -118,7 +118,8 @@ for name, est in estimates.items():
     z_scores[name] = ((est.mean(0) - exact) / (est.std(0) / math.sqrt(R))).abs().max()
     total_var[name] = est.var(0).sum(-1)                    # trace of the covariance, per digit: (N_DIGITS,)
     print(f"{name:32s} largest |mean - exact| / standard error over digits and coordinates: "
-          f"{float(z_scores[name]):.1f};  variance summed over lambda, mean over digits: {float(total_var[name].mean()):.3g}")
+          f"{float(z_scores[name]):.1f};  variance summed over lambda, mean over digits: "
+          f"{float(total_var[name].mean()):.3g}")
 
 # %% tags=["remove-input"]
 for name in estimates:
@@ -188,7 +189,7 @@ n_c = torch.bincount(yd, minlength=C).double()
 pixel_logits = ((counts + 1) / (n_c[:, None] + 2)).logit()                  # (C, D)
 x_disc = data.x_test[:N_DIGITS].double()
 log_joint_table = ((n_c / n_c.sum()).log()
-                   + bernoulli_log_likelihood(x_disc[:, None, :], pixel_logits.expand(N_DIGITS, -1, -1)))  # (N_DIGITS, C)
+                   + bernoulli_log_likelihood(x_disc[:, None, :], pixel_logits.expand(N_DIGITS, -1, -1)))   # (N, C)
 log_px = torch.logsumexp(log_joint_table, -1)
 print("log p(x) of the test digits (nats):", np.round(log_px.cpu().numpy(), 1))
 

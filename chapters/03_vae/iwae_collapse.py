@@ -36,7 +36,7 @@ import iai_core
 from iai_core import (VAE, GaussianEncoder, LatentGaussianModel, budget, claim, glue, load_dataset,
                       log_marginal_is, make_generator)
 from iai_core.collapse import AutoregressiveModel, activity, kl_per_dimension
-from iai_core.iwae import gradient_snr, iwae_bound, train_bound
+from iai_core.iwae import gradient_snr, train_bound
 
 FULL_SCALE = False  # True: binarized MNIST at the paper's sizes (wants a GPU)
 device = iai_core.default_device()
@@ -261,7 +261,8 @@ fig, ax = plt.subplots(figsize=(7, 3.8))
 for (name, v), style in zip(kl_dims.items(), ("o-", "s-", "^-", "v:")):
     ax.plot(np.arange(1, Z_DIM + 1), np.sort(v)[::-1], style, label=name, ms=4)
 ax.axhline(0.1, color="0.6", lw=1, ls="--")
-ax.set(yscale="log", xlabel="latent dimension (sorted by its KL)", ylabel=r"mean $\mathrm{KL}_j$ on the test set (nats)",
+ax.set(yscale="log", xlabel="latent dimension (sorted by its KL)",
+       ylabel=r"mean $\mathrm{KL}_j$ on the test set (nats)",
        title="Which latent dimensions carry information", xticks=range(1, Z_DIM + 1, 3))
 ax.legend(fontsize=8)
 plt.show()
