@@ -27,15 +27,6 @@ def check_tensor(name: str, value, *, ndim: int | tuple[int, ...] | None = None,
     return value
 
 
-def check_shape(name: str, value: torch.Tensor, shape: tuple) -> torch.Tensor:
-    """Check ``value.shape`` against ``shape``; ``None`` entries match any size."""
-    ok = value.ndim == len(shape) and all(s is None or s == v for s, v in zip(shape, value.shape))
-    if not ok:
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        raise ValueError(f"{name} must have shape {want}, got {tuple(value.shape)}")
-    return value
-
-
 def check_positive(name: str, value, *, integer: bool = False, allow_zero: bool = False):
     """Check a scalar hyperparameter is a positive (optionally integer) number."""
     kinds = (int,) if integer else (int, float)

@@ -9,7 +9,6 @@ Shapes: x (N, D); weights (K,); means (K, D); covariances (K, D, D) for ``'full'
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch

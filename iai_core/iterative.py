@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from ._progress import progress
 from ._random import make_generator, seeded
