@@ -36,7 +36,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from iai_core import IterativeEncoder, LatentGaussianModel, elbo, make_generator, train_step  # noqa: E402
-from iai_core.iterative import _adam  # noqa: E402  (the optimizers train_iterative builds)
+from iai_core.training import adam  # noqa: E402  (the optimizer train_iterative builds)
 
 OFFICIAL_MS = 250.0
 
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     D, d, H, batch, T, S = 784, 64, 512, 64, 5, 10
     model = LatentGaussianModel(D, d, hidden=H, depth=2, activation=nn.ELU, seed=0)
     encoder = IterativeEncoder(D, d, hidden=H, depth=2, encoding=a.encoding, seed=1)
-    enc_opt, dec_opt = _adam(encoder.parameters(), 2e-4), _adam(model.parameters(), 2e-4)
+    enc_opt, dec_opt = adam(encoder.parameters(), 2e-4, fused=True), adam(model.parameters(), 2e-4, fused=True)
     # the official code's optimizers: PyTorch's default (unfused) Adam
     off_enc_opt = torch.optim.Adam(encoder.parameters(), lr=2e-4)
     off_dec_opt = torch.optim.Adam(model.parameters(), lr=2e-4)

@@ -43,11 +43,12 @@ from .variational_em import VariationalEMResult, variational_em
 # Chapter 3
 from .encoders import GaussianEncoder
 from .importance import log_importance_weights, log_marginal_is
-from .vae import VAE, TrainHistory, load_checkpoint, mean_elbo, save_checkpoint, train_vae
+from .training import History
+from .vae import VAE, load_checkpoint, mean_elbo, save_checkpoint, train_vae
 from .gaps import GapResult, measure_gaps
 
 # Chapter 4
-from .iterative import (ENCODINGS, NORMALIZATIONS, IterativeEncoder, IterativeHistory, IterativeResult,
+from .iterative import (ENCODINGS, NORMALIZATIONS, IterativeEncoder, IterativeResult,
                         gated_update, iterative_inference, normalize, prediction_errors, train_iterative, train_step)
 from .hierarchical import (HierarchicalEncoder, HierarchicalIterativeEncoder, HierarchicalLambda,
                            HierarchicalModel, HierarchicalResult, hierarchical_inference, hierarchical_iterative_step,
@@ -56,7 +57,7 @@ from .hierarchical import (HierarchicalEncoder, HierarchicalIterativeEncoder, Hi
 # Chapter 5
 from .hmc import HMCResult, adapt_step_size, autograd_grad, leapfrog, run_hmc
 from .targets import TARGETS, ToyTarget, banana, make_target, two_modes, x_shaped
-from .semi_implicit import (FitHistory, SemiImplicit, SemiImplicitHistory, elbo_bounds, fit_semi_implicit,
+from .semi_implicit import (SemiImplicit, elbo_bounds, fit_semi_implicit,
                             gaussian_elbo, log_marginal_semi_implicit, reverse_conditional, score_from_samples,
                             sivi_elbo, train_semi_implicit_vae, uivi_score, uivi_surrogate)
 

@@ -17,9 +17,11 @@ from .models import LatentGaussianModel
 __all__ = ["check_lambda", "elbo", "elbo_from_noise", "elbo_grad"]
 
 
-def check_lambda(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor):
-    """Validate x (batch, D) and the variational parameters mu, logvar (batch, d)."""
-    model.check_x(x)
+def check_lambda(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
+                 check_x: bool = True):
+    """Validate x (batch, D) (unless ``check_x=False``) and the variational parameters mu, logvar (batch, d)."""
+    if check_x:
+        model.check_x(x)
     check_tensor("mu", mu, ndim=2)
     check_tensor("logvar", logvar, ndim=2)
     want = (x.shape[0], model.z_dim)

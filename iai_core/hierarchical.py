@@ -27,12 +27,12 @@ from torch import nn
 
 from ._progress import progress
 from ._random import make_generator, seeded
-from ._validate import check_binary, check_generator, check_positive, check_tensor
+from ._validate import check_binary, check_generator, check_positive, check_seed, check_tensor
 from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize
 from .importance import log_marginal_is
-from .iterative import (NORMALIZATIONS, IterativeHistory, _adam, _check_training_args, _fit_epochs, gated_update,
-                        normalize)
+from .iterative import NORMALIZATIONS, gated_update, normalize
 from .models import bernoulli_log_likelihood, mlp
+from .training import History, adam, check_counts, check_rates, checked_transform, fit_epochs_elbo, prepare_data
 
 __all__ = ["HierarchicalLambda", "HierarchicalModel", "HierarchicalEncoder", "HierarchicalIterativeEncoder",
            "HierarchicalResult", "hierarchical_inference", "hierarchical_standard_step", "hierarchical_iterative_step",
@@ -428,31 +428,35 @@ def hierarchical_iterative_step(encoder: HierarchicalIterativeEncoder, model: Hi
 
 def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor, x_test: torch.Tensor | None = None,
                        *, epochs: int, n_iterations: int = 5, n_samples: int = 1, batch_size: int = 64,
-                       lr_encoder: float = 1e-3, lr_decoder: float = 1e-3, seed: int = 0,
-                       show_progress: bool = True) -> IterativeHistory:
+                       lr_encoder: float = 1e-3, lr_decoder: float = 1e-3, seed: int = 0, transform=None,
+                       show_progress: bool = True) -> History:
     """Train an inference model and the two-level model jointly with two Adams.
 
     encoder: a ``HierarchicalEncoder`` (standard: ``hierarchical_standard_step``) or a
     ``HierarchicalIterativeEncoder`` (``hierarchical_iterative_step`` with ``n_iterations``).
     x_train: (N, D); x_test: (M, D) or None. One generator made from ``seed`` shuffles and draws the
     noise; the test ELBO (``n_samples`` samples) uses its own generator (seed + 1).
+    ``transform(x_batch, generator)``: applied to each training minibatch (see ``training.fit_epochs``).
+    Records epochs, train_elbo and test_elbo as ``train_iterative`` does.
     """
     _check_pair(encoder, model)
-    _check_training_args(epochs, n_iterations, n_samples, batch_size, lr_encoder, lr_decoder, seed)
+    check_counts(epochs=epochs, n_iterations=n_iterations, n_samples=n_samples, batch_size=batch_size)
+    check_rates(lr_encoder=lr_encoder, lr_decoder=lr_decoder)
+    check_seed("seed", seed)
     p = next(encoder.parameters())
-    x_train = model.check_x(x_train, "x_train").to(p.device, p.dtype)
-    if x_test is not None:
-        x_test = model.check_x(x_test, "x_test").to(p.device, p.dtype)
+    transform = checked_transform(transform, model)
+    x_train = prepare_data(model, x_train, "x_train", p, transform)
+    x_test = prepare_data(model, x_test, "x_test", p)
     iterative = isinstance(encoder, HierarchicalIterativeEncoder)
-    enc_opt, dec_opt = _adam(encoder.parameters(), lr_encoder), _adam(model.parameters(), lr_decoder)
+    enc_opt, dec_opt = adam(encoder.parameters(), lr_encoder, fused=True), adam(model.parameters(), lr_decoder, fused=True)
     generator = make_generator(seed, p.device)
 
-    def step(x):
+    def step(x, idx):
         if iterative:
             return hierarchical_iterative_step(encoder, model, x, enc_opt, dec_opt, n_iterations=n_iterations,
-                                               n_samples=n_samples, generator=generator, validate=False)
+                                               n_samples=n_samples, generator=generator, validate=False)[-1]
         return hierarchical_standard_step(encoder, model, x, enc_opt, dec_opt, n_samples=n_samples,
-                                          generator=generator, validate=False)
+                                          generator=generator, validate=False)[-1]
 
     def test_elbo(x):
         g = make_generator(seed + 1, p.device)
@@ -462,5 +466,5 @@ def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor,
         with torch.no_grad():
             return model.elbo(x, encoder(x), n_samples=n_samples, generator=g, validate=False)
 
-    return _fit_epochs(step, test_elbo, x_train, x_test, epochs=epochs, batch_size=batch_size, generator=generator,
-                       desc="training the two-level model", show_progress=show_progress)
+    return fit_epochs_elbo(step, test_elbo, x_train, x_test, epochs=epochs, batch_size=batch_size, generator=generator,
+                           transform=transform, desc="training the two-level model", show_progress=show_progress)

@@ -21,7 +21,7 @@ iteration's contribution to the parameter gradients.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -29,12 +29,13 @@ from torch import nn
 from ._progress import progress
 from ._random import make_generator, seeded
 from ._validate import check_generator, check_positive, check_seed, check_tensor
+from .training import History, adam, check_counts, check_rates, checked_transform, fit_epochs_elbo, prepare_data
 from .elbo import check_lambda, elbo, elbo_from_noise, elbo_grad
 from .gaussian import reparameterize, standard_noise
 from .models import LatentGaussianModel, mlp
 
 __all__ = ["ENCODINGS", "NORMALIZATIONS", "normalize", "gated_update", "prediction_errors", "IterativeEncoder",
-           "IterativeResult", "iterative_inference", "IterativeHistory", "train_step", "train_iterative"]
+           "IterativeResult", "iterative_inference", "train_step", "train_iterative"]
 
 ENCODINGS = ("gradient", "error")
 NORMALIZATIONS = ("layer", "log_sign", "none")
@@ -304,42 +305,11 @@ def train_step(encoder: IterativeEncoder, model: LatentGaussianModel, x: torch.T
     return torch.stack(means)
 
 
-def _adam(params, lr: float) -> torch.optim.Optimizer:
-    """Adam with its update fused into one kernel where this torch has one (CUDA, and CPU since
-    torch 2.4): the same update rule, without a dozen passes over the parameters per step."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
-
-
-def _check_training_args(epochs, n_iterations, n_samples, batch_size, lr_encoder, lr_decoder, seed):
-    """The hyperparameters shared by the training loops of iterative inference (and Section 4.2)."""
-    check_positive("epochs", epochs, integer=True, allow_zero=True)
-    check_positive("n_iterations", n_iterations, integer=True)
-    check_positive("n_samples", n_samples, integer=True)
-    check_positive("batch_size", batch_size, integer=True)
-    check_positive("lr_encoder", lr_encoder)
-    check_positive("lr_decoder", lr_decoder)
-    check_seed("seed", seed)
-
-
-@dataclass
-class IterativeHistory:
-    """Mean ELBO (nats) at the inference model's final estimate (after the last iteration, or the
-    standard encoder's one pass), on the training minibatches (averaged over each epoch) and on the
-    test set (evaluated after each epoch); epochs: [1, 2, ...]."""
-    epochs: list[int] = field(default_factory=list)
-    train_elbo: list[float] = field(default_factory=list)
-    test_elbo: list[float] = field(default_factory=list)
-
-
 def train_iterative(encoder: IterativeEncoder, model: LatentGaussianModel, x_train: torch.Tensor,
                     x_test: torch.Tensor | None = None, *, epochs: int, n_iterations: int = 5, n_samples: int = 1,
                     batch_size: int = 64, lr_encoder: float = 1e-3, lr_decoder: float = 1e-3,
                     train_decoder: bool = True, mixed_precision: bool = False, compile: bool = False,
-                    seed: int = 0, show_progress: bool = True) -> IterativeHistory:
+                    seed: int = 0, transform=None, show_progress: bool = True) -> History:
     """Train the iterative inference model (and, with ``train_decoder``, the decoder) with two Adams.
 
     x_train: (N, D), x_test: (M, D) or None. One generator made from ``seed`` shuffles and draws the
@@ -348,39 +318,29 @@ def train_iterative(encoder: IterativeEncoder, model: LatentGaussianModel, x_tra
     The official code uses Adam with learning rate 2e-4 for both at MNIST scale.
     ``mixed_precision``: bfloat16 decoder passes in training (see ``train_step``); evaluation stays exact.
     ``compile``: training steps through ``torch.compile`` (see ``train_step``), for long runs.
+    ``transform(x_batch, generator)``: applied to each training minibatch (see ``training.fit_epochs``).
+    Records epochs, train_elbo (the ELBO after the last iteration, averaged over the epoch's
+    minibatches as they were trained) and test_elbo (after each epoch), in nats.
     """
     _check_pair(encoder, model)
-    _check_training_args(epochs, n_iterations, n_samples, batch_size, lr_encoder, lr_decoder, seed)
+    check_counts(epochs=epochs, n_iterations=n_iterations, n_samples=n_samples, batch_size=batch_size)
+    check_rates(lr_encoder=lr_encoder, lr_decoder=lr_decoder)
+    check_seed("seed", seed)
     p = next(encoder.parameters())
-    x_train = model.check_x(check_tensor("x_train", x_train, ndim=2), "x_train").to(p.device, p.dtype)
-    if x_test is not None:
-        x_test = model.check_x(check_tensor("x_test", x_test, ndim=2), "x_test").to(p.device, p.dtype)
-    enc_opt = _adam(encoder.parameters(), lr_encoder)
-    dec_opt = _adam(model.parameters(), lr_decoder) if train_decoder else None
+    transform = checked_transform(transform, model)
+    x_train = prepare_data(model, x_train, "x_train", p, transform)
+    x_test = prepare_data(model, x_test, "x_test", p)
+    enc_opt = adam(encoder.parameters(), lr_encoder, fused=True)
+    dec_opt = adam(model.parameters(), lr_decoder, fused=True) if train_decoder else None
     generator = make_generator(seed, p.device)
 
-    def step(x):
+    def step(x, idx):
         return train_step(encoder, model, x, enc_opt, dec_opt, n_iterations=n_iterations, n_samples=n_samples,
-                          generator=generator, mixed_precision=mixed_precision, compile=compile, validate=False)
+                          generator=generator, mixed_precision=mixed_precision, compile=compile, validate=False)[-1]
 
     def test_elbo(x):
         return iterative_inference(encoder, model, x, n_iterations=n_iterations, n_samples=n_samples,
                                    generator=make_generator(seed + 1, p.device)).elbo[-1]
 
-    return _fit_epochs(step, test_elbo, x_train, x_test, epochs=epochs, batch_size=batch_size, generator=generator,
-                       desc="training the iterative model", show_progress=show_progress)
-
-
-def _fit_epochs(step, test_elbo, x_train: torch.Tensor, x_test: torch.Tensor | None, *, epochs: int,
-                batch_size: int, generator: torch.Generator, desc: str, show_progress: bool) -> IterativeHistory:
-    """The epoch loop of Chapter 4's trainers: minibatches in an order drawn from ``generator``,
-    step(x_batch) -> mean ELBO at each iterate (T + 1,); after each epoch test_elbo(x_test) -> (M,)."""
-    history = IterativeHistory()
-    for epoch in progress(range(epochs), enabled=show_progress, desc=desc):
-        perm = torch.randperm(x_train.shape[0], generator=generator, device=x_train.device)
-        finals = [step(x_train[idx])[-1] for idx in perm.split(batch_size)]
-        history.epochs.append(epoch + 1)
-        history.train_elbo.append(float(torch.stack(finals).mean()))
-        if x_test is not None:
-            history.test_elbo.append(float(test_elbo(x_test).mean()))
-    return history
+    return fit_epochs_elbo(step, test_elbo, x_train, x_test, epochs=epochs, batch_size=batch_size, generator=generator,
+                           transform=transform, desc="training the iterative model", show_progress=show_progress)

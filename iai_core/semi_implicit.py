@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -30,13 +29,14 @@ import torch.nn.functional as F
 
 from ._progress import progress
 from ._random import make_generator, seeded
+from .training import History, adam, check_counts, check_rates, checked_transform, fit_epochs, prepare_data
 from ._validate import check_generator, check_positive, check_tensor
 from .gaussian import LOG_2PI, log_normal_diag
 from .hmc import HMCResult, run_hmc
 
 __all__ = ["SemiImplicit", "sivi_elbo", "elbo_bounds", "gaussian_elbo", "reverse_conditional",
-           "score_from_samples", "uivi_score", "uivi_surrogate", "FitHistory", "fit_semi_implicit",
-           "log_marginal_semi_implicit", "SemiImplicitHistory", "train_semi_implicit_vae"]
+           "score_from_samples", "uivi_score", "uivi_surrogate", "fit_semi_implicit",
+           "log_marginal_semi_implicit", "train_semi_implicit_vae"]
 
 # each activation with its backward pass written in terms of its output a: g -> g * act'(.)
 ACTIVATIONS = {"relu": (torch.relu, lambda g, a: torch.ops.aten.threshold_backward(g, a, 0)),  # g where a > 0
@@ -410,19 +410,6 @@ def uivi_surrogate(q: SemiImplicit, log_density: Callable, *, n_samples: int = 1
 METHODS = ("uivi", "sivi", "gaussian")
 
 
-@dataclass
-class FitHistory:
-    """A fit's record. iters: evaluation points; elbo_lower/elbo_upper: the ELBO sandwich (nats) at
-    each (for the Gaussian both are the exact-log-q estimate); seconds: training wall-clock time up
-    to each point (evaluations excluded); step_size, accept_rate: HMC's, per evaluation (UIVI only)."""
-    iters: list[int] = field(default_factory=list)
-    elbo_lower: list[float] = field(default_factory=list)
-    elbo_upper: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    step_size: list[float] = field(default_factory=list)
-    accept_rate: list[float] = field(default_factory=list)
-
-
 def _objective(q, log_density, method, n_samples, n_mixing, shared_mixing, x, generator, hmc_state, hmc_kwargs):
     """The per-sample objective of one iteration (to maximize) for each method."""
     if method == "uivi":
@@ -449,32 +436,34 @@ def fit_semi_implicit(q: SemiImplicit, log_density: Callable, *, method: str = "
                       shared_mixing: bool = False,
                       step_size: float = 0.2, n_burn: int = 5, n_keep: int = 5, n_leapfrog: int = 5,
                       eval_every: int = 100, eval_samples: int = 500, eval_mixing: int = 1000,
-                      seed: int = 0, show_progress: bool = True) -> FitHistory:
+                      seed: int = 0, show_progress: bool = True) -> History:
     """Fit a non-amortized q to an unnormalized 2-D (or any) target with UIVI, SIVI or exactly.
 
     method: ``'uivi'`` (HMC settings as in the UIVI code), ``'sivi'`` (lower bound with
     ``n_mixing`` = K) or ``'gaussian'`` (q linear, exact log q). Adam with learning rate ``lr``,
     decayed geometrically to ``lr_final`` (default: lr). Every ``eval_every`` iterations the
     ELBO is sandwiched with ``elbo_bounds`` (``eval_mixing`` components); that time is not
-    counted in ``seconds``.
+    counted in ``seconds``. Records the columns iters (the evaluation points), elbo_lower and
+    elbo_upper (the sandwich, nats; for the Gaussian both are the exact-log-q estimate), seconds
+    (training wall-clock time up to each point, evaluations excluded) and, for UIVI only, HMC's
+    step_size and accept_rate.
     """
     _check_q(q)
     _check_log_density(log_density)
     _check_method(q, method)
-    for name, v in (("n_iters", n_iters), ("n_samples", n_samples), ("eval_every", eval_every)):
-        check_positive(name, v, integer=True)
-    check_positive("lr", lr)
+    check_counts(n_iters=n_iters, n_samples=n_samples, eval_every=eval_every)
+    check_rates(lr=lr)
     if q.amortized:
         raise ValueError("fit_semi_implicit fits a non-amortized q (x_dim=None); use train_semi_implicit_vae")
     p = q.layers[0].weight
     generator = make_generator(seed, p.device)
     eval_gen = make_generator(seed + 1, p.device)
-    optimizer = torch.optim.Adam(q.parameters(), lr=lr)
+    optimizer = adam(q.parameters(), lr)
     gamma = 1.0 if lr_final is None else (lr_final / lr) ** (1.0 / n_iters)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma)
     hmc_state = {"step": torch.tensor(float(step_size), device=p.device, dtype=p.dtype), "accept": None}
     hmc_kwargs = dict(n_burn=n_burn, n_keep=n_keep, n_leapfrog=n_leapfrog)
-    history, elapsed = FitHistory(), 0.0
+    history, elapsed = History("iters", "elbo_lower", "elbo_upper", "seconds", "step_size", "accept_rate"), 0.0
 
     def evaluate(it):
         if method == "gaussian":
@@ -482,13 +471,10 @@ def fit_semi_implicit(q: SemiImplicit, log_density: Callable, *, method: str = "
                 lo = up = gaussian_elbo(q, log_density, n_samples=eval_samples, generator=eval_gen).mean()
         else:
             lo, up = elbo_bounds(q, log_density, n_samples=eval_samples, n_mixing=eval_mixing, generator=eval_gen)
-        history.iters.append(it)
-        history.elbo_lower.append(float(lo))
-        history.elbo_upper.append(float(up))
-        history.seconds.append(elapsed)
+        history.record(iters=it, elbo_lower=float(lo), elbo_upper=float(up), seconds=elapsed)
         if method == "uivi":
-            history.step_size.append(float(hmc_state["step"]))
-            history.accept_rate.append(float(hmc_state["accept"]) if hmc_state["accept"] is not None else float("nan"))
+            accept = hmc_state["accept"]
+            history.record(step_size=float(hmc_state["step"]), accept_rate=float("nan") if accept is None else float(accept))
 
     evaluate(0)
     for it in progress(range(1, n_iters + 1), enabled=show_progress, desc=f"fitting with {method}"):
@@ -534,29 +520,21 @@ def log_marginal_semi_implicit(model, q: SemiImplicit, x: torch.Tensor, *, n_sam
     return log_marginal_is(model, x, n_samples=n_samples, chunk_size=chunk_size, log_weights_fn=log_weights)
 
 
-@dataclass
-class SemiImplicitHistory:
-    """Per epoch: epochs; train_objective (the mean training objective: SIVI's lower bound, or
-    E[log p(x, z)] for UIVI whose objective has no cheap value); test_elbo_lower (SIVI's lower
-    bound with ``eval_mixing`` components on x_test, nats); step_size, accept_rate (UIVI's HMC)."""
-    epochs: list[int] = field(default_factory=list)
-    train_objective: list[float] = field(default_factory=list)
-    test_elbo_lower: list[float] = field(default_factory=list)
-    step_size: list[float] = field(default_factory=list)
-    accept_rate: list[float] = field(default_factory=list)
-
-
 def train_semi_implicit_vae(q: SemiImplicit, model, x_train: torch.Tensor, x_test: torch.Tensor | None = None, *,
                             method: str = "uivi", epochs: int = 10, batch_size: int = 100, lr: float = 1e-3,
                             n_mixing: int = 100, step_size: float | None = None, n_burn: int = 5, n_keep: int = 5,
-                            n_leapfrog: int = 5, eval_mixing: int = 100, seed: int = 0,
-                            show_progress: bool = True) -> SemiImplicitHistory:
+                            n_leapfrog: int = 5, eval_mixing: int = 100, seed: int = 0, transform=None,
+                            show_progress: bool = True) -> History:
     """Train an amortized semi-implicit encoder q(z | x) and the decoder of ``model`` jointly.
 
     method ``'uivi'``: one z per example, the score from reverse-conditional HMC (5 + 5 iterations
     of 5 leapfrog steps; the step size starts at 0.5 / z_dim as in the UIVI code, adapts during
     burn-in and is carried over between minibatches); ``'sivi'``: SIVI's lower bound with K =
     ``n_mixing`` components per example. Adam on encoder and decoder together.
+    ``transform(x_batch, generator)``: applied to each training minibatch (see ``training.fit_epochs``).
+    Records per epoch: epochs; train_objective (the mean training objective: SIVI's lower bound, or
+    E[log p(x, z)] for UIVI, whose objective has no cheap value); test_elbo_lower (SIVI's lower
+    bound with ``eval_mixing`` components on x_test, nats); for UIVI only, HMC's step_size and accept_rate.
     """
     _check_q(q)
     if method not in ("uivi", "sivi"):
@@ -564,46 +542,51 @@ def train_semi_implicit_vae(q: SemiImplicit, model, x_train: torch.Tensor, x_tes
     if not q.amortized or q.x_dim != model.x_dim or q.z_dim != model.z_dim:
         raise ValueError(f"q must be amortized with x_dim={model.x_dim} and z_dim={model.z_dim} to match the model, "
                          f"got x_dim={q.x_dim}, z_dim={q.z_dim}")
-    check_positive("epochs", epochs, integer=True, allow_zero=True)
-    check_positive("batch_size", batch_size, integer=True)
-    check_positive("lr", lr)
+    check_counts(epochs=epochs, batch_size=batch_size)
+    check_rates(lr=lr)
     p = q.layers[0].weight
-    x_train = model.check_x(check_tensor("x_train", x_train, ndim=2), "x_train").to(p.device, p.dtype)
-    if x_test is not None:
-        x_test = model.check_x(check_tensor("x_test", x_test, ndim=2), "x_test").to(p.device, p.dtype)
+    transform = checked_transform(transform, model)
+    x_train = prepare_data(model, x_train, "x_train", p, transform)
+    x_test = prepare_data(model, x_test, "x_test", p)
     generator = make_generator(seed, p.device)
-    optimizer = torch.optim.Adam([*q.parameters(), *model.parameters()], lr=lr)
+    optimizer = adam([*q.parameters(), *model.parameters()], lr)
     step0 = 0.5 / q.z_dim if step_size is None else step_size
     hmc_state = {"step": torch.tensor(float(step0), device=p.device, dtype=p.dtype), "accept": None}
     hmc_kwargs = dict(n_burn=n_burn, n_keep=n_keep, n_leapfrog=n_leapfrog)
-    history = SemiImplicitHistory()
-    n = x_train.shape[0]
-    for epoch in progress(range(epochs), enabled=show_progress, desc=f"training the {method} VAE"):
+    uivi = method == "uivi"
+    history = History("epochs", "train_objective", "test_elbo_lower", "step_size", "accept_rate")
+
+    def step(xb, idx):
+        """One Adam step on the minibatch; returns the sum of its objective values (detached)."""
+        log_density = lambda z: model.log_joint(xb, z)  # noqa: E731
+        if uivi:
+            value, log_p, res = uivi_surrogate(q, log_density, x=xb, step_size=hmc_state["step"],
+                                               generator=generator, **hmc_kwargs)
+            hmc_state["step"], hmc_state["accept"] = res.step_size, res.accept_rate
+            total = log_p.sum()
+        else:
+            value = sivi_elbo(q, log_density, n_mixing=n_mixing, x=xb, generator=generator)
+            total = value.detach().sum()
+        loss = -value.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return total
+
+    def end_of_epoch(epoch, sums):
         total = torch.zeros((), device=p.device, dtype=p.dtype)
-        for idx in torch.randperm(n, generator=generator, device=p.device).split(batch_size):
-            xb = x_train[idx]
-            log_density = lambda z, xb=xb: model.log_joint(xb, z)  # noqa: E731
-            if method == "uivi":
-                value, log_p, res = uivi_surrogate(q, log_density, x=xb, step_size=hmc_state["step"],
-                                                   generator=generator, **hmc_kwargs)
-                hmc_state["step"], hmc_state["accept"] = res.step_size, res.accept_rate
-                total = total + log_p.sum()
-            else:
-                value = sivi_elbo(q, log_density, n_mixing=n_mixing, x=xb, generator=generator)
-                total = total + value.detach().sum()
-            loss = -value.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        history.epochs.append(epoch + 1)
-        history.train_objective.append(float(total) / n)
+        for s in sums:
+            total = total + s
+        history.record(epochs=epoch, train_objective=float(total) / x_train.shape[0])
         if x_test is not None:
             eval_gen = make_generator(seed + 1, p.device)
             with torch.no_grad():
                 lo = sivi_elbo(q, lambda z: model.log_joint(x_test, z), n_mixing=eval_mixing, x=x_test,
                                generator=eval_gen).mean()
-            history.test_elbo_lower.append(float(lo))
-        if method == "uivi":
-            history.step_size.append(float(hmc_state["step"]))
-            history.accept_rate.append(float(hmc_state["accept"]))
+            history.record(test_elbo_lower=float(lo))
+        if uivi:
+            history.record(step_size=float(hmc_state["step"]), accept_rate=float(hmc_state["accept"]))
+
+    fit_epochs(step, x_train, epochs=epochs, batch_size=batch_size, generator=generator, end_of_epoch=end_of_epoch,
+               transform=transform, desc=f"training the {method} VAE", show_progress=show_progress)
     return history

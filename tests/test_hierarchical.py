@@ -5,7 +5,7 @@ import torch
 from torch import distributions as dist
 
 from iai_core import (HierarchicalEncoder, HierarchicalIterativeEncoder, HierarchicalLambda,
-                      HierarchicalModel, IterativeHistory, LatentGaussianModel, elbo, hierarchical_inference, hierarchical_iterative_step,
+                      History, HierarchicalModel, LatentGaussianModel, elbo, hierarchical_inference, hierarchical_iterative_step,
                       hierarchical_standard_step, load_digits, log_importance_weights, log_marginal_hierarchical,
                       make_generator, train_hierarchical)
 
@@ -235,7 +235,7 @@ def test_training_improves_both_and_the_learned_steps_help():
                else HierarchicalIterativeEncoder(D, D1, D2, hidden=32, include_x=True, seed=1))
         hist = train_hierarchical(enc, model, x_train, x_test, epochs=5, n_iterations=3, batch_size=50,
                                   lr_encoder=1e-2, lr_decoder=1e-2, seed=0, show_progress=False)
-        assert isinstance(hist, IterativeHistory) and hist.epochs == [1, 2, 3, 4, 5]
+        assert isinstance(hist, History) and hist.epochs == [1, 2, 3, 4, 5]
         assert hist.test_elbo[-1] > hist.test_elbo[0] + 1.0
     res = hierarchical_inference(enc, model, x_test, n_iterations=3, n_samples=10, generator=make_generator(1))
     curve = res.elbo.mean(1)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from iai_core import (VAE, GaussianEncoder, LatentGaussianModel, TrainHistory, elbo, load_checkpoint,
+from iai_core import (VAE, GaussianEncoder, History, LatentGaussianModel, elbo, load_checkpoint,
                       load_digits, make_generator, mean_elbo, save_checkpoint, train_vae)
 
 
@@ -36,7 +36,7 @@ def test_training_raises_the_elbo_and_records_curves(digits, device):
     vae = small_vae().to(device)
     before = float(mean_elbo(vae, x_train, generator=make_generator(1, device)))
     hist = train_vae(vae, x_train, x_test, epochs=5, batch_size=50, lr=3e-3, seed=0, show_progress=False)
-    assert isinstance(hist, TrainHistory)
+    assert isinstance(hist, History)
     assert hist.epochs == [1, 2, 3, 4, 5]
     assert len(hist.train_elbo) == len(hist.test_elbo) == 5
     assert all(isinstance(v, float) for v in hist.train_elbo + hist.test_elbo)
@@ -72,7 +72,7 @@ def test_checkpoint_roundtrip_gives_identical_outputs(tmp_path, digits, device):
     opt.step()
     gen = make_generator(7, device)
     torch.randn(3, generator=gen, device=device)
-    hist = TrainHistory([1], [-30.0], [-31.0])
+    hist = History(epochs=[1], train_elbo=[-30.0], test_elbo=[-31.0])
     path = tmp_path / "ck.pt"
     save_checkpoint(path, vae, opt, hist, 1, gen)
 
@@ -165,7 +165,7 @@ def test_vae_bad_inputs(tmp_path, digits):
     with pytest.raises(ValueError, match="x"):
         vae.elbo(x * 0.5 + 0.25)
     with pytest.raises(TypeError, match="generator"):
-        save_checkpoint(tmp_path / "a.pt", vae, torch.optim.Adam(vae.parameters()), TrainHistory(), 0, None)
+        save_checkpoint(tmp_path / "a.pt", vae, torch.optim.Adam(vae.parameters()), History(), 0, None)
     with pytest.raises(TypeError, match="vae"):
         load_checkpoint(tmp_path / "a.pt", model)
 
