@@ -11,13 +11,18 @@ The package reads top-down like the book: one module per idea, public names re-e
     variational_em  Ch. 2  variational EM for the latent Gaussian model (per-example E-steps)
     encoders     Ch. 3  amortized Gaussian inference models lambda = f(x; phi)
     importance   Ch. 3  importance-sampled log p(x) (IWAE bound)
+    training            the epoch loop over minibatches, the training history, Adam, the shared checks
     vae          Ch. 3  the VAE: joint training of encoder and decoder, checkpoints
     gaps         Ch. 3  the amortization and approximation gaps, per example
+    gated        Ch. 4  the gated (mu, logvar) level of iterative inference, and its unrolled training step
     iterative    Ch. 4  iterative amortized inference: learned, gated optimizers of the ELBO
     hierarchical Ch. 4  a two-level latent Gaussian model: standard and iterative (top-down) inference
     hmc          Ch. 5  batched Hamiltonian Monte Carlo: leapfrog, Metropolis correction, step-size adaptation
     targets      Ch. 5  toy 2-D targets (banana, X-shaped, two modes) with exact log densities and log Z
-    semi_implicit Ch. 5 semi-implicit q (amortized or not), SIVI's bounds, UIVI's gradient, training loops
+    semi_implicit Ch. 5 the semi-implicit family q (amortized or not), its hand-written reverse-conditional gradient
+    sivi         Ch. 5  SIVI's surrogate bounds of the ELBO and the log-likelihood with a semi-implicit proposal
+    uivi         Ch. 5  UIVI's score estimate (reverse-conditional HMC) and its surrogate objective
+    semi_implicit_training  Ch. 5  fitting a toy target; training a semi-implicit VAE
     env                 settings from the environment: the seed offset of the sweep, smoke-test budgets
     data                the embedded binarized digits and an IDX loader for (Fashion-)MNIST
     devices             which devices exist here
@@ -30,12 +35,12 @@ from .devices import available_devices, default_device
 
 # Chapter 1
 from .gmm import (EMResult, GaussianMixture, component_log_prob, e_step, fit_gmm, fit_gmm_gradient, init_gmm,
-                  log_likelihood, m_step, responsibilities)
+                  m_step, mixture_log_likelihood, responsibilities)
 
 # Chapter 2
 from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize, standard_noise
 from .models import LatentGaussianModel, bernoulli_log_likelihood, mlp
-from .elbo import check_lambda, elbo, elbo_from_noise, elbo_grad
+from .elbo import check_lambda, elbo, elbo_from_noise, elbo_grad, precise_elbo
 from .local_opt import OPTIMIZERS, LocalOptResult, optimize_lambda
 from .linear_gaussian import FAMILIES, LinearGaussianModel, LinearVEMResult, linear_variational_em
 from .variational_em import VariationalEMResult, variational_em
@@ -48,8 +53,9 @@ from .vae import VAE, load_checkpoint, mean_elbo, save_checkpoint, train_vae
 from .gaps import GapResult, measure_gaps
 
 # Chapter 4
-from .iterative import (ENCODINGS, NORMALIZATIONS, IterativeEncoder, IterativeResult,
-                        gated_update, iterative_inference, normalize, prediction_errors, train_iterative, train_step)
+from .gated import NORMALIZATIONS, GatedLevel, gated_update, normalize, unrolled_step
+from .iterative import (ENCODINGS, IterativeEncoder, IterativeResult, iterative_inference, prediction_errors,
+                        train_iterative, train_step)
 from .hierarchical import (HierarchicalEncoder, HierarchicalIterativeEncoder, HierarchicalLambda,
                            HierarchicalModel, HierarchicalResult, hierarchical_inference, hierarchical_iterative_step,
                            hierarchical_standard_step, log_marginal_hierarchical, train_hierarchical)
@@ -57,8 +63,9 @@ from .hierarchical import (HierarchicalEncoder, HierarchicalIterativeEncoder, Hi
 # Chapter 5
 from .hmc import HMCResult, adapt_step_size, autograd_grad, leapfrog, run_hmc
 from .targets import TARGETS, ToyTarget, banana, make_target, two_modes, x_shaped
-from .semi_implicit import (SemiImplicit, elbo_bounds, fit_semi_implicit,
-                            gaussian_elbo, log_marginal_semi_implicit, reverse_conditional, score_from_samples,
-                            sivi_elbo, train_semi_implicit_vae, uivi_score, uivi_surrogate)
+from .semi_implicit import SemiImplicit
+from .sivi import elbo_bounds, gaussian_elbo, log_marginal_semi_implicit, sivi_elbo
+from .uivi import reverse_conditional, score_from_samples, uivi_score, uivi_surrogate
+from .semi_implicit_training import fit_semi_implicit, train_semi_implicit_vae
 
 __version__ = "0.1.0"

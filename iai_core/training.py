@@ -21,7 +21,7 @@ import torch
 from ._progress import progress
 from ._validate import check_positive, check_tensor
 
-__all__ = ["History", "minibatches", "fit_epochs", "fit_epochs_elbo", "adam", "check_counts", "check_rates", "prepare_data",
+__all__ = ["History", "minibatches", "fit_epochs", "fit_epochs_elbo", "evaluation_generator", "adam", "check_counts", "check_rates", "prepare_data",
            "checked_transform"]
 
 Transform = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
@@ -115,6 +115,20 @@ def fit_epochs_elbo(step: Callable, test_elbo: Callable, x_train: torch.Tensor, 
     fit_epochs(step, x_train, epochs=epochs, batch_size=batch_size, generator=generator, end_of_epoch=end_of_epoch,
                transform=transform, desc=desc, show_progress=show_progress)
     return history
+
+
+def evaluation_generator(generator: torch.Generator | None) -> torch.Generator | None:
+    """A fresh generator for an evaluation during training, seeded with ``generator``'s seed + 1.
+
+    Made afresh for each evaluation, it draws the same noise every time, and evaluating never moves
+    the training's own stream: a trainer given ``make_generator(s)`` evaluates with
+    ``make_generator(s + 1)``. ``None`` (torch's global generator) gives None.
+    """
+    if generator is None:
+        return None
+    fresh = torch.Generator(device=generator.device)
+    fresh.manual_seed(generator.initial_seed() + 1)
+    return fresh
 
 
 def adam(params, lr: float, *, fused: bool = False) -> torch.optim.Optimizer:

@@ -3,7 +3,7 @@
     max_{theta, phi}  sum_i ELBO(x_i, f(x_i; phi); theta)
 
 by stochastic gradient ascent on minibatches, with reparameterized samples z = mu + sigma * eps
-(Kingma & Welling, 2014; Rezende et al., 2014). ``train_vae`` is seeded, shows a progress bar,
+(Kingma & Welling, 2014; Rezende et al., 2014). ``train_vae`` draws from a given generator, shows a progress bar,
 records the mean ELBO on the training and test sets after each epoch, and can save a checkpoint
 every epoch (``state_dict`` files only, loaded with ``weights_only=True``) from which training
 resumes bit for bit.
@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._random import make_generator
-from ._validate import check_generator, check_positive, check_seed
+from ._validate import check_generator, check_positive
 from .elbo import elbo as elbo_fn
 from .encoders import GaussianEncoder
 from .models import LatentGaussianModel
-from .training import History, adam, check_counts, check_rates, checked_transform, fit_epochs, prepare_data
+from .training import (History, adam, check_counts, check_rates, checked_transform, evaluation_generator, fit_epochs,
+                       prepare_data)
 
 __all__ = ["VAE", "train_vae", "save_checkpoint", "load_checkpoint", "mean_elbo"]
 
@@ -119,35 +119,38 @@ def load_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer | None = No
 
 
 def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = None, *, epochs: int,
-              batch_size: int = 100, lr: float = 1e-3, n_samples: int = 1, seed: int = 0,
-              transform=None, show_progress: bool = True, checkpoint_path=None, resume: bool = False,
+              batch_size: int = 100, lr: float = 1e-3, n_samples: int = 1,
+              generator: torch.Generator | None = None, transform=None, show_progress: bool = True, checkpoint_path=None, resume: bool = False,
               eval_batch_size: int = 1000) -> History:
     """Train encoder and decoder jointly with Adam on the minibatch ELBO; return the ELBO curves.
 
     x_train: (N, D), x_test: (M, D) or None; both are moved to the device and dtype of vae's
-    parameters. One generator made from ``seed`` shuffles the minibatches and draws the
-    reparameterization noise; the end-of-epoch evaluation uses its own generator (seed + 1,
-    reset each epoch) so evaluating never changes the training trajectory.
+    parameters. ``generator`` (on that device; None: torch's global generator) shuffles the
+    minibatches and draws the reparameterization noise; the end-of-epoch evaluation draws from
+    its own (``training.evaluation_generator``: the seed + 1, afresh each epoch), so evaluating
+    never changes the training trajectory.
     ``transform(x_batch, generator)``: applied to each training minibatch (see ``training.fit_epochs``)
     and, with the evaluation generator, to the training set before its end-of-epoch ELBO.
     ``checkpoint_path``: save a checkpoint after every epoch. ``resume=True``: continue from that
-    checkpoint up to ``epochs`` in total, exactly as if training had never stopped.
+    checkpoint up to ``epochs`` in total, exactly as if training had never stopped (both need a
+    generator: its state is part of the checkpoint).
     Records the columns epochs, train_elbo and test_elbo: the mean ELBO (nats) of the training
     and test sets after each epoch.
     """
     _check_vae(vae)
     check_counts(epochs=epochs, batch_size=batch_size, n_samples=n_samples, eval_batch_size=eval_batch_size)
     check_rates(lr=lr)
-    check_seed("seed", seed)
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path, got None")
     p = next(vae.parameters())
+    check_generator("generator", generator, p.device)
+    if checkpoint_path is not None and generator is None:
+        raise TypeError("checkpoint_path needs a generator (its state is saved, to resume bit for bit), got None")
     transform = checked_transform(transform, vae.model)
     x_train = prepare_data(vae.model, x_train, "x_train", p, transform)
     x_test = prepare_data(vae.model, x_test, "x_test", p)
 
     optimizer = adam(vae.parameters(), lr)
-    generator = make_generator(seed, p.device)
     history, start = History("epochs", "train_elbo", "test_elbo"), 0
     if resume:
         start, history = load_checkpoint(checkpoint_path, vae, optimizer, generator)
@@ -160,7 +163,7 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = Non
 
     def end_of_epoch(epoch, _):
         vae.eval()
-        eval_gen = make_generator(seed + 1, p.device)
+        eval_gen = evaluation_generator(generator)
         x_seen = x_train if transform is None else transform(x_train, eval_gen)
         history.record(epochs=epoch, train_elbo=float(mean_elbo(vae, x_seen, batch_size=eval_batch_size,
                                                                   generator=eval_gen)))

@@ -32,17 +32,17 @@ class VariationalEMResult:
     elbo_e: torch.Tensor
     elbo_m: torch.Tensor
     epoch_elbo: torch.Tensor
-    n_epochs: int = field(default=0)
+    epochs: int = field(default=0)
 
 
-def variational_em(model: LatentGaussianModel, x: torch.Tensor, *, n_epochs: int = 10, batch_size: int = 100,
-                   e_steps: int = 20, e_lr: float = 0.1, e_optimizer: str = "adam", m_lr: float = 1e-2,
+def variational_em(model: LatentGaussianModel, x: torch.Tensor, *, epochs: int = 10, batch_size: int = 100,
+                   e_iterations: int = 20, e_lr: float = 0.1, e_optimizer: str = "adam", m_lr: float = 1e-2,
                    n_samples: int = 1, mu: torch.Tensor | None = None, logvar: torch.Tensor | None = None,
                    generator: torch.Generator | None = None, transform=None,
                    show_progress: bool = True) -> VariationalEMResult:
     """Train ``model`` (theta, in place) on x (n, D) by variational EM with per-example E-steps.
 
-    Each iteration takes a minibatch (order shuffled by ``generator``), runs ``e_steps`` of
+    Each iteration takes a minibatch (order shuffled by ``generator``), runs ``e_iterations`` of
     ``e_optimizer`` on the batch's lambdas (``optimize_lambda``, warm-started from their stored
     values), then one Adam step (learning rate ``m_lr``) on theta maximizing the batch's mean ELBO
     with those lambdas fixed. mu, logvar: optional (n, d) starting lambdas (default mu = 0,
@@ -52,8 +52,8 @@ def variational_em(model: LatentGaussianModel, x: torch.Tensor, *, n_epochs: int
     transform = checked_transform(transform, model)
     x = prepare_data(model, x, "x", x, transform)
     n, d = x.shape[0], model.z_dim
-    check_counts(n_epochs=n_epochs, batch_size=batch_size, n_samples=n_samples, e_steps=e_steps,
-                 allow_zero=("e_steps",))
+    check_counts(epochs=epochs, batch_size=batch_size, n_samples=n_samples, e_iterations=e_iterations,
+                 allow_zero=("e_iterations",))
     check_rates(e_lr=e_lr, m_lr=m_lr)
     if e_optimizer not in OPTIMIZERS:
         raise ValueError(f"e_optimizer must be one of {OPTIMIZERS}, got {e_optimizer!r}")
@@ -68,7 +68,7 @@ def variational_em(model: LatentGaussianModel, x: torch.Tensor, *, n_epochs: int
     def step(xb, idx):
         # E-step: per-example gradient ascent on lambda, theta fixed
         res = optimize_lambda(model, xb, mu[idx], logvar[idx], optimizer=e_optimizer, lr=e_lr,
-                              n_steps=e_steps, n_samples=n_samples, generator=generator)
+                              n_iterations=e_iterations, n_samples=n_samples, generator=generator)
         mu[idx], logvar[idx] = res.mu, res.logvar
         elbo_e.append(res.elbo[-1].mean())
         # M-step: one ascent step on theta, lambda fixed
@@ -82,7 +82,7 @@ def variational_em(model: LatentGaussianModel, x: torch.Tensor, *, n_epochs: int
     def end_of_epoch(epoch, batch_elbos):
         epoch_elbo.append(torch.stack(batch_elbos).mean())
 
-    fit_epochs(step, x, epochs=n_epochs, batch_size=batch_size, generator=generator, end_of_epoch=end_of_epoch,
+    fit_epochs(step, x, epochs=epochs, batch_size=batch_size, generator=generator, end_of_epoch=end_of_epoch,
                transform=transform, desc="variational EM", show_progress=show_progress)
     return VariationalEMResult(mu, logvar, torch.stack(elbo_e), torch.stack(elbo_m), torch.stack(epoch_elbo),
-                               n_epochs)
+                               epochs)

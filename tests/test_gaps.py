@@ -32,12 +32,12 @@ def test_gaps_match_the_linear_gaussian_closed_forms(device):
     m, S = exact_posterior(model, x)
     best_logvar = (-torch.log(torch.diagonal(torch.linalg.inv(S)))).expand(8, 2)
     mu, logvar = m + 0.4, best_logvar + 0.7                   # an imperfect "amortized" lambda
-    res = measure_gaps(model, x, mu, logvar, n_steps=400, lr=2e-2, n_samples=20, n_elbo_samples=20000,
+    res = measure_gaps(model, x, mu, logvar, n_iterations=400, lr=2e-2, n_samples=20, n_elbo_samples=20000,
                        n_is=20000, chunk_size=5000, generator=make_generator(0, device))
     assert isinstance(res, GapResult)
     for t in (res.elbo_amortized, res.elbo_optimized, res.log_px):
         assert t.shape == (8,) and t.device.type == device.type and t.dtype == torch.float64
-    assert res.elbo_steps.shape == (401, 8)
+    assert res.optimization.elbo.shape == (401, 8)
     # the best diagonal Gaussian: the posterior mean and variances 1 / diag(posterior precision)
     best = exact_elbo(model, x, m, best_logvar)
     exact = exact_log_px(model, x)
@@ -56,8 +56,9 @@ def test_gap_decomposition_adds_up():
     model = correlated_model()
     x = data(model, 5, seed=4)
     mu, logvar = torch.full((5, 2), 0.5, dtype=x.dtype), torch.full((5, 2), -2.0, dtype=x.dtype)
-    r = measure_gaps(model, x, mu, logvar, n_steps=50, n_elbo_samples=100, n_is=100)
-    again = measure_gaps(model, x, mu, logvar, n_steps=50, n_elbo_samples=100, n_is=100)   # seed=0 both times
+    r = measure_gaps(model, x, mu, logvar, n_iterations=50, n_elbo_samples=100, n_is=100, generator=make_generator(0))
+    again = measure_gaps(model, x, mu, logvar, n_iterations=50, n_elbo_samples=100, n_is=100,
+                         generator=make_generator(0))
     assert torch.equal(r.log_px, again.log_px) and torch.equal(r.mu, again.mu)
     torch.testing.assert_close(r.inference_gap, r.approximation_gap + r.amortization_gap)
     torch.testing.assert_close(r.amortization_gap, r.elbo_optimized - r.elbo_amortized)
@@ -67,7 +68,7 @@ def test_gap_decomposition_adds_up():
 def trained_vae():
     d = load_digits()
     vae = VAE(GaussianEncoder(64, 4, hidden=32, depth=1, seed=0), LatentGaussianModel(64, 4, hidden=32, depth=1, seed=1))
-    train_vae(vae, d.x_train[:500], epochs=5, lr=3e-3, show_progress=False)
+    train_vae(vae, d.x_train[:500], epochs=5, lr=3e-3, generator=make_generator(0), show_progress=False)
     return vae, d.x_test[:40]
 
 
@@ -75,10 +76,10 @@ def test_encoder_plus_optimizer_never_lowers_the_elbo(trained_vae):
     vae, x = trained_vae
     with torch.no_grad():
         mu, logvar = vae(x)
-    kept = measure_gaps(vae.model, x, mu, logvar, n_steps=60, lr=3e-2, n_elbo_samples=300, n_is=100,
+    kept = measure_gaps(vae.model, x, mu, logvar, n_iterations=60, lr=3e-2, n_elbo_samples=300, n_is=100,
                         generator=make_generator(0))
     assert (kept.amortization_gap >= 0).all()
-    raw = measure_gaps(vae.model, x, mu, logvar, n_steps=60, lr=3e-2, n_elbo_samples=300, n_is=100,
+    raw = measure_gaps(vae.model, x, mu, logvar, n_iterations=60, lr=3e-2, n_elbo_samples=300, n_is=100,
                        keep_best=False, generator=make_generator(0))
     # without the guard, Adam from the encoder's output still improves (almost) every example
     assert raw.amortization_gap.mean() > 0.02
@@ -91,7 +92,7 @@ def test_gaps_on_device(trained_vae, device):
     vae, x = trained_vae
     model, x = vae.model.to(device), x.to(device)
     mu = torch.zeros(x.shape[0], 4, device=device)
-    r = measure_gaps(model, x, mu, mu, n_steps=5, n_elbo_samples=10, n_is=10, seed=1)
+    r = measure_gaps(model, x, mu, mu, n_iterations=5, n_elbo_samples=10, n_is=10, generator=make_generator(1, device))
     assert r.log_px.device.type == device.type and r.mu.device.type == device.type
     vae.model.to("cpu")
 
@@ -109,8 +110,8 @@ def test_gaps_bad_inputs(trained_vae):
         measure_gaps(vae.model, x, mu, mu, n_is=0)
     with pytest.raises(TypeError, match="n_elbo_samples"):
         measure_gaps(vae.model, x, mu, mu, n_elbo_samples=1.5)
-    with pytest.raises(ValueError, match="n_steps"):
-        measure_gaps(vae.model, x, mu, mu, n_steps=-1)
+    with pytest.raises(ValueError, match="n_iterations"):
+        measure_gaps(vae.model, x, mu, mu, n_iterations=-1)
     with pytest.raises(ValueError, match="lr"):
         measure_gaps(vae.model, x, mu, mu, lr=0.0)
     with pytest.raises(TypeError, match="generator"):

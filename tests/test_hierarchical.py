@@ -175,7 +175,7 @@ def test_gate_keeps_lambda_between_the_estimate_and_the_proposal_for_huge_gradie
     with torch.no_grad():
         new = enc(x, lam, huge)
         feats = enc.features(x, lam, huge)
-        outs = (enc.net1(feats[0]).chunk(4, -1), enc.net2(feats[1]).chunk(4, -1))
+        outs = (enc.levels[0].net(feats[0]).chunk(4, -1), enc.levels[1].net(feats[1]).chunk(4, -1))
     assert all(torch.isfinite(t).all() for t in new)
     for old, n, delta in ((lam.mu1, new.mu1, outs[0][0]), (lam.mu2, new.mu2, outs[1][0])):
         lo, hi = torch.minimum(old, delta), torch.maximum(old, delta)
@@ -234,7 +234,7 @@ def test_training_improves_both_and_the_learned_steps_help():
         enc = (HierarchicalEncoder(D, D1, D2, hidden=32, seed=1) if name == "standard"
                else HierarchicalIterativeEncoder(D, D1, D2, hidden=32, include_x=True, seed=1))
         hist = train_hierarchical(enc, model, x_train, x_test, epochs=5, n_iterations=3, batch_size=50,
-                                  lr_encoder=1e-2, lr_decoder=1e-2, seed=0, show_progress=False)
+                                  lr_encoder=1e-2, lr_decoder=1e-2, generator=make_generator(0), show_progress=False)
         assert isinstance(hist, History) and hist.epochs == [1, 2, 3, 4, 5]
         assert hist.test_elbo[-1] > hist.test_elbo[0] + 1.0
     res = hierarchical_inference(enc, model, x_test, n_iterations=3, n_samples=10, generator=make_generator(1))
@@ -249,7 +249,7 @@ def test_training_is_reproducible(digits):
         model = HierarchicalModel(D, D1, D2, hidden=16, seed=0)
         enc = HierarchicalIterativeEncoder(D, D1, D2, hidden=16, seed=1)
         runs.append(train_hierarchical(enc, model, digits[0], digits[1], epochs=2, n_iterations=2, batch_size=100,
-                                       seed=3, show_progress=False).test_elbo)
+                                       generator=make_generator(3), show_progress=False).test_elbo)
     assert runs[0] == runs[1]
 
 
@@ -312,8 +312,8 @@ def test_bad_inputs_raise_clear_errors(digits):
         hierarchical_standard_step(enc, model, x, torch.optim.Adam(enc.parameters()))
     with pytest.raises(TypeError, match="encoder must be a HierarchicalEncoder or HierarchicalIterativeEncoder"):
         train_hierarchical(object(), model, x, epochs=1)
-    with pytest.raises(TypeError, match="seed must be an int"):
-        train_hierarchical(enc, model, x, epochs=1, seed=1.0)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        train_hierarchical(enc, model, x, epochs=1, generator=1)
     with pytest.raises(ValueError, match="x_train must contain only 0s and 1s"):
         train_hierarchical(enc, model, x + 0.5, epochs=1)
     with pytest.raises(ValueError, match="batch_size must be > 0"):

@@ -225,7 +225,7 @@ def test_compiled_step_is_the_eager_step(device, encoding):
 
 
 def test_decoder_is_constant_only_during_the_step():
-    from iai_core.iterative import _constant
+    from iai_core.gated import constant
     model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
     model.decoder[0].bias.requires_grad_(False)                     # frozen by the user: stays frozen
     flags = [p.requires_grad for p in model.parameters()]
@@ -236,7 +236,7 @@ def test_decoder_is_constant_only_during_the_step():
                    generator=make_generator(1))
         assert [p.requires_grad for p in model.parameters()] == flags
     with pytest.raises(RuntimeError, match="inside"):
-        with _constant(list(model.parameters())):
+        with constant(list(model.parameters())):
             assert not any(p.requires_grad for p in model.parameters())
             raise RuntimeError("inside")
     assert [p.requires_grad for p in model.parameters()] == flags
@@ -265,7 +265,7 @@ def test_trained_model_approaches_the_closed_form_optimum_on_a_linear_gaussian_m
     enc = IterativeEncoder(6, 2, hidden=32, depth=2, normalization="log_sign", seed=4).double()
     before = [p.clone() for p in model.parameters()]
     hist = train_iterative(enc, model, x[:448], epochs=40, n_iterations=4, n_samples=4, batch_size=64,
-                           lr_encoder=3e-3, train_decoder=False, seed=0, show_progress=False)
+                           lr_encoder=3e-3, train_decoder=False, generator=make_generator(0), show_progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))    # theta untouched
     x_test = x[448:]
     _, _, elbo_opt = closed_form_optimum(model, x_test)
@@ -285,7 +285,7 @@ def test_training_on_digits_raises_the_elbo_and_is_reproducible(digits):
         model = LatentGaussianModel(64, 4, hidden=32, depth=1, seed=0)
         enc = IterativeEncoder(64, 4, hidden=32, depth=1, seed=1)
         return train_iterative(enc, model, x_train, x_test, epochs=3, n_iterations=2, n_samples=2, batch_size=100,
-                               lr_encoder=3e-3, lr_decoder=3e-3, seed=seed, show_progress=False)
+                               lr_encoder=3e-3, lr_decoder=3e-3, generator=make_generator(seed), show_progress=False)
 
     h1, h2, h3 = run(0), run(0), run(1)
     assert isinstance(h1, History) and h1.epochs == [1, 2, 3]
@@ -354,7 +354,7 @@ def test_bad_arguments_raise():
         train_iterative(enc, model, x, epochs=1, batch_size=0)
     with pytest.raises(ValueError, match="lr_encoder must be > 0"):
         train_iterative(enc, model, x, epochs=1, lr_encoder=-1.0)
-    with pytest.raises(TypeError, match="seed must be an int"):
-        train_iterative(enc, model, x, epochs=1, seed=1.5)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        train_iterative(enc, model, x, epochs=1, generator=1)
     with pytest.raises(ValueError, match="x_train must contain only 0s and 1s"):
         train_iterative(enc, model, x + 0.5, epochs=1)

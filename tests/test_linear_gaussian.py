@@ -98,14 +98,14 @@ def test_variational_em_full_matches_sklearn_and_mean_field_ends_lower():
     z = torch.randn(300, 2, generator=g, dtype=torch.float64)
     x = z @ model.W.detach().T + model.b.detach() + model.psi.detach().sqrt() * torch.randn(300, 8, generator=g,
                                                                                              dtype=torch.float64)
-    full = linear_variational_em(x, 2, family="full", n_iters=300, seed=0)
-    diag = linear_variational_em(x, 2, family="diagonal", n_iters=300, seed=0)
+    full = linear_variational_em(x, 2, family="full", n_iterations=300, seed=0)
+    diag = linear_variational_em(x, 2, family="diagonal", n_iterations=300, seed=0)
     sk = FactorAnalysis(2, tol=1e-10, max_iter=10_000, svd_method="lapack").fit(x.numpy()).score(x.numpy())
-    assert abs(full.log_lik[-1].item() - sk) < 1e-5                # EM reaches maximum likelihood (1e-5 nats)
+    assert abs(full.log_likelihood[-1].item() - sk) < 1e-5                # EM reaches maximum likelihood (1e-5 nats)
     assert full.gap.abs().max() < 1e-9                             # the full family is exact
-    assert (full.log_lik.diff() > -1e-10).all()                    # EM never decreases log p(x)
+    assert (full.log_likelihood.diff() > -1e-10).all()                    # EM never decreases log p(x)
     assert (diag.elbo.diff() > -1e-10).all()                       # variational EM never decreases its ELBO
-    assert (diag.gap >= -1e-12).all() and diag.log_lik[-1] < sk    # mean field: a bound, and lower at 300 its
+    assert (diag.gap >= -1e-12).all() and diag.log_likelihood[-1] < sk    # mean field: a bound, and lower at 300 its
 
 
 def test_device_and_dtype(device, dtype):
@@ -113,8 +113,8 @@ def test_device_and_dtype(device, dtype):
     mean, cov = model.posterior(x)
     assert mean.dtype == dtype and mean.device.type == device.type and cov.shape == (2, 2)
     assert model.log_marginal(x).dtype == dtype
-    res = linear_variational_em(x, 2, family="diagonal", n_iters=3, seed=0)
-    assert res.log_lik.shape == (4,) and res.model.W.device.type == device.type and res.model.W.dtype == dtype
+    res = linear_variational_em(x, 2, family="diagonal", n_iterations=3, seed=0)
+    assert res.log_likelihood.shape == (4,) and res.model.W.device.type == device.type and res.model.W.dtype == dtype
 
 
 def test_bad_inputs():

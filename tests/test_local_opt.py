@@ -17,7 +17,7 @@ def _factor_model(device):
 def test_every_optimizer_increases_the_elbo_towards_the_best_diagonal(device, optimizer, lr):
     model, x = _factor_model(device)
     zeros = torch.zeros(8, 2, device=device, dtype=torch.float64)
-    res = optimize_lambda(model, x, zeros, zeros, optimizer=optimizer, lr=lr, n_steps=300, n_samples=4,
+    res = optimize_lambda(model, x, zeros, zeros, optimizer=optimizer, lr=lr, n_iterations=300, n_samples=4,
                           generator=make_generator(0, device))
     assert res.elbo.shape == (301, 8) and res.mu.shape == (8, 2)
     start = model.elbo_diag(x, zeros, zeros)
@@ -32,18 +32,18 @@ def test_inputs_and_theta_untouched(device):
     before = [p.detach().clone() for p in model.parameters()]
     x = torch.ones(3, 5, device=device)
     mu = torch.zeros(3, 2, device=device)
-    res = optimize_lambda(model, x, mu, mu, n_steps=5, generator=make_generator(0, device))
+    res = optimize_lambda(model, x, mu, mu, n_iterations=5, generator=make_generator(0, device))
     assert (mu == 0).all() and not res.mu.requires_grad
     for p, q in zip(model.parameters(), before):
         assert torch.equal(p, q) and p.grad is None
-    same = optimize_lambda(model, x, mu, mu, n_steps=5, generator=make_generator(0, device))
+    same = optimize_lambda(model, x, mu, mu, n_iterations=5, generator=make_generator(0, device))
     assert torch.equal(res.mu, same.mu)            # seeded: reproducible
 
 
 def test_zero_steps_returns_start():
     model = LatentGaussianModel(5, 2, hidden=8, seed=0)
     mu = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
-    res = optimize_lambda(model, torch.ones(3, 5), mu, mu, n_steps=0)
+    res = optimize_lambda(model, torch.ones(3, 5), mu, mu, n_iterations=0)
     assert torch.equal(res.mu, mu) and res.elbo.shape == (1, 3)
 
 
@@ -57,8 +57,8 @@ def test_bad_inputs():
         optimize_lambda(model, x, lam, lam, lr=0.0)
     with pytest.raises(ValueError, match="lr must be > 0"):
         optimize_lambda(model, x, lam, lam, lr=-0.1)
-    with pytest.raises(TypeError, match="n_steps"):
-        optimize_lambda(model, x, lam, lam, n_steps=2.0)
+    with pytest.raises(TypeError, match="n_iterations"):
+        optimize_lambda(model, x, lam, lam, n_iterations=2.0)
     with pytest.raises(ValueError, match=r"mu must have shape \(batch, z_dim\)"):
         optimize_lambda(model, x, torch.zeros(3, 4), lam)
     with pytest.raises(ValueError, match="only 0s and 1s"):

@@ -74,7 +74,7 @@ def check_mixture_log_likelihood(mixture_log_likelihood) -> None:
     value = call(mixture_log_likelihood, "mixture_log_likelihood", x, w, m, c)
     expect(isinstance(value, torch.Tensor) and value.numel() == 1,
            "mixture_log_likelihood must return a scalar tensor: the MEAN of log p(x_n) over the points")
-    expected = ref.log_likelihood(x, ref.GaussianMixture(w, m, c))
+    expected = ref.mixture_log_likelihood(x, ref.GaussianMixture(w, m, c))
     expect(abs(value.item() - expected.item()) < 1e-6,
            f"mixture_log_likelihood: got {value.item():.6f} nats, expected {expected.item():.6f}. "
            + ("You returned the sum over points; the book uses the mean." if abs(value.item() - 40 * expected.item()) < 1e-4
