@@ -5,29 +5,8 @@ from torch import nn
 from iai_core import (History, IterativeEncoder, LatentGaussianModel, elbo, elbo_grad, gated_update,
                       iterative_inference, load_digits, make_generator, normalize, prediction_errors,
                       train_iterative, train_step)
-
-
-def linear_gaussian(x_dim=6, z_dim=2, seed=0, dtype=torch.float64):
-    """A linear-Gaussian model (factor analysis): p(x | z) = N(W z + b, diag sigma^2)."""
-    model = LatentGaussianModel(x_dim, z_dim, depth=0, likelihood="gaussian", seed=seed).to(dtype=dtype)
-    with torch.no_grad():
-        model.x_logvar.copy_(torch.linspace(-1.0, 0.5, x_dim, dtype=dtype))
-    return model
-
-
-def closed_form_optimum(model, x):
-    """The best diagonal Gaussian q for a linear-Gaussian model, and its ELBO, from the exact posterior."""
-    W, b = model.decoder[0].weight, model.decoder[0].bias
-    prec_x = torch.exp(-model.x_logvar)
-    precision = torch.eye(model.z_dim, dtype=x.dtype) + W.T @ (prec_x[:, None] * W)
-    cov = torch.linalg.inv(precision)
-    mean = (x - b) @ (prec_x[:, None] * W) @ cov
-    marginal = torch.distributions.MultivariateNormal(b, W @ W.T + torch.diag(model.x_logvar.exp()))
-    posterior = torch.distributions.MultivariateNormal(mean, covariance_matrix=cov)
-    var_opt = 1.0 / torch.diagonal(precision)                    # KL(q || p) optimum for a diagonal q
-    q_opt = torch.distributions.MultivariateNormal(mean, covariance_matrix=torch.diag(var_opt))
-    elbo_opt = marginal.log_prob(x) - torch.distributions.kl_divergence(q_opt, posterior)
-    return mean, var_opt.log().expand_as(mean), elbo_opt
+from iai_core.reference import FactorAnalysis
+from test_importance import linear_gaussian
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +60,8 @@ def test_encoder_input_size(encoding, normalization, include_x, want):
     enc = IterativeEncoder(10, 3, hidden=8, encoding=encoding, normalization=normalization, include_x=include_x)
     assert enc.input_dim == want
     x = torch.zeros(4, 10)
-    signal = (torch.randn(4, 3), torch.randn(4, 3)) if encoding == "gradient" else (torch.randn(4, 10), torch.randn(4, 3))
+    signal = ((torch.randn(4, 3), torch.randn(4, 3)) if encoding == "gradient"
+              else (torch.randn(4, 10), torch.randn(4, 3)))
     assert enc.features(x, torch.zeros(4, 3), torch.zeros(4, 3), signal).shape == (4, want)
 
 
@@ -99,7 +79,7 @@ def test_gate_keeps_lambda_finite_for_extreme_gradients(normalization):
 
 def test_prediction_errors_build_the_gradient_on_a_linear_gaussian_model():
     # d ELBO / d mu = W^T eps_x - mu with analytic KL: the gradient is a fixed linear map of the errors
-    model = linear_gaussian()
+    model = linear_gaussian(x_dim=6)
     x = torch.randn(5, 6, dtype=torch.float64, generator=make_generator(1))
     mu = torch.randn(5, 2, dtype=torch.float64, generator=make_generator(2))
     logvar = torch.full((5, 2), -1.0, dtype=torch.float64)
@@ -139,7 +119,7 @@ def test_one_iteration_is_a_standard_encoder_of_an_affine_function_of_x():
     # On a linear-Gaussian model both gradients at the prior are affine in x for fixed noise eps
     # (grad_mu = A x + c, grad_logvar = eps-weighted A x + c'), so lambda_1 = f(affine(x)) is a
     # standard inference model with a fixed first layer.
-    model = linear_gaussian()
+    model = linear_gaussian(x_dim=6)
     enc = IterativeEncoder(6, 2, hidden=16, normalization="none", seed=2).to(torch.float64)
     g = make_generator(0)
     x1, x2 = (torch.randn(4, 6, dtype=torch.float64, generator=g) for _ in range(2))
@@ -163,7 +143,8 @@ def test_per_iteration_elbo_is_chapter_3_estimator():
     enc = IterativeEncoder(8, 2, hidden=8, seed=1)
     res = iterative_inference(enc, model, x, n_iterations=4, n_samples=3, generator=make_generator(7))
     g = make_generator(7)
-    replay = torch.stack([elbo(model, x, m, lv, n_samples=3, generator=g) for m, lv in zip(res.mu_path, res.logvar_path)])
+    replay = torch.stack([elbo(model, x, m, lv, n_samples=3, generator=g)
+                          for m, lv in zip(res.mu_path, res.logvar_path)])
     torch.testing.assert_close(res.elbo, replay)
 
 
@@ -268,7 +249,8 @@ def test_trained_model_approaches_the_closed_form_optimum_on_a_linear_gaussian_m
                            lr_encoder=3e-3, train_decoder=False, generator=make_generator(0), show_progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))    # theta untouched
     x_test = x[448:]
-    _, _, elbo_opt = closed_form_optimum(model, x_test)
+    ref = FactorAnalysis.of(model)
+    elbo_opt = ref.elbo_diag(x_test, *ref.best_diagonal(x_test))
     res = iterative_inference(enc, model, x_test, n_iterations=4, n_samples=4, generator=make_generator(2))
     final = elbo(model, x_test, res.mu, res.logvar, n_samples=2000, generator=make_generator(3))
     prior_gap = float((elbo_opt - res.elbo[0]).detach().mean())

@@ -165,7 +165,22 @@ def test_fit_improves_the_elbo_and_records_history():
         assert h.elbo_upper[-1] > h.elbo_upper[0] + 0.5
         assert all(lo <= up + 1e-6 for lo, up in zip(h.elbo_lower, h.elbo_upper))
         if method == "uivi":
-            assert len(h.step_size) == 3 and h.step_size[-1] != h.step_size[0]
+            assert len(h.step_size) == len(h.accept_rate) == 3 and all(0 < a <= 1 for a in h.accept_rate[1:])
+        else:
+            assert h.step_size == [] and h.accept_rate == []
+
+
+def test_uivi_fit_carries_the_adapted_step_size_over_iterations():
+    """A tiny step is accepted (almost) always, so each of the 5 burn-in iterations of every HMC call
+    grows it by 1 + 0.01 * 0.1 / 0.9; carried over, after 10 and 20 iterations it has grown 50 and 100
+    times (a fit that restarted each call from the initial step would record 5 growths at most)."""
+    q = SemiImplicit(2, 3, hidden=16, depth=2, seed=0)
+    h = fit_semi_implicit(q, two_modes().log_density, method="uivi", n_iterations=20, n_samples=16, lr=0.01,
+                          step_size=1e-3, eval_every=10, eval_samples=50, eval_mixing=50, generator=make_generator(0),
+                          show_progress=False)
+    growth = 1 + 0.01 * (1.0 - 0.9) / 0.9
+    assert h.step_size == pytest.approx([1e-3, 1e-3 * growth ** 50, 1e-3 * growth ** 100], rel=1e-4)
+    assert h.accept_rate[1:] == [1.0, 1.0]
 
 
 def test_amortized_vae_training_and_log_marginal():

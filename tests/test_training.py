@@ -109,7 +109,8 @@ def test_a_binarizing_transform_trains_on_fresh_draws_each_epoch():
     def run(transform, x):
         vae = VAE(GaussianEncoder(64, 2, hidden=16, depth=1, seed=0), LatentGaussianModel(64, 2, hidden=16, depth=1,
                                                                                              seed=1))
-        return train_vae(vae, x, epochs=2, batch_size=50, generator=make_generator(0), transform=transform, show_progress=False)
+        return train_vae(vae, x, epochs=2, batch_size=50, generator=make_generator(0), transform=transform,
+                         show_progress=False)
 
     a, b = run(binarize, probs), run(binarize, probs)
     fixed = run(None, torch.bernoulli(probs, generator=make_generator(5)))

@@ -109,7 +109,8 @@ def test_checkpoint_is_loadable_with_weights_only(tmp_path, digits):
 def test_resume_is_bit_identical_to_straight_training(tmp_path, digits, device):
     x_train, x_test = (x.to(device) for x in digits)
     straight = small_vae().to(device)
-    h_straight = train_vae(straight, x_train, x_test, epochs=4, generator=make_generator(1, device), show_progress=False)
+    h_straight = train_vae(straight, x_train, x_test, epochs=4, generator=make_generator(1, device),
+                           show_progress=False)
 
     path = tmp_path / "ck.pt"
     first = small_vae().to(device)
