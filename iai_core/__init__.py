@@ -2,31 +2,32 @@
 
 The package reads top-down like the book: one module per idea, public names re-exported here.
 
-    gmm          Ch. 1  Gaussian mixtures and EM
-    gaussian     Ch. 2  diagonal Gaussians: log densities, KL, reparameterization
-    models       Ch. 2  the latent Gaussian model p(z) p(x | z) with an MLP decoder
-    elbo         Ch. 2  ELBO estimators and their gradients w.r.t. lambda = (mu, logvar)
-    local_opt    Ch. 2  per-example gradient ascent on lambda (SGD, momentum, RMSprop, Adam)
-    linear_gaussian Ch. 2  factor analysis: exact posterior, log p(x), closed-form ELBOs, variational EM
-    variational_em  Ch. 2  variational EM for the latent Gaussian model (per-example E-steps)
-    encoders     Ch. 3  amortized Gaussian inference models lambda = f(x; phi)
-    importance   Ch. 3  importance-sampled log p(x) (IWAE bound)
-    training            the epoch loop over minibatches, the training history, Adam, the shared checks
-    vae          Ch. 3  the VAE: joint training of encoder and decoder, checkpoints
-    gaps         Ch. 3  the amortization and approximation gaps, per example
-    gated        Ch. 4  the gated (mu, logvar) level of iterative inference, and its unrolled training step
-    iterative    Ch. 4  iterative amortized inference: learned, gated optimizers of the ELBO
-    hierarchical Ch. 4  a two-level latent Gaussian model: standard and iterative (top-down) inference
-    hmc          Ch. 5  batched Hamiltonian Monte Carlo: leapfrog, Metropolis correction, step-size adaptation
-    targets      Ch. 5  toy 2-D targets (banana, X-shaped, two modes) with exact log densities and log Z
-    semi_implicit Ch. 5 the semi-implicit family q (amortized or not), its hand-written reverse-conditional gradient
-    sivi         Ch. 5  SIVI's surrogate bounds of the ELBO and the log-likelihood with a semi-implicit proposal
-    uivi         Ch. 5  UIVI's score estimate (reverse-conditional HMC) and its surrogate objective
+    gmm                     Ch. 1  Gaussian mixtures and EM
+    gaussian                Ch. 2  diagonal Gaussians: log densities, KL, reparameterization
+    models                  Ch. 2  the latent Gaussian model p(z) p(x | z) with an MLP decoder
+    elbo                    Ch. 2  ELBO estimators and their gradients w.r.t. lambda = (mu, logvar)
+    local_opt               Ch. 2  per-example gradient ascent on lambda (SGD, momentum, RMSprop, Adam)
+    linear_gaussian         Ch. 2  factor analysis: exact posterior, log p(x), closed-form ELBOs, variational EM
+    training                       the epoch loop over minibatches, the training history, Adam, shared checks
+    variational_em          Ch. 2  variational EM for the latent Gaussian model (per-example E-steps)
+    encoders                Ch. 3  amortized Gaussian inference models lambda = f(x; phi)
+    importance              Ch. 3  importance-sampled log p(x) (IWAE bound)
+    vae                     Ch. 3  the VAE: joint training of encoder and decoder, checkpoints
+    gaps                    Ch. 3  the amortization and approximation gaps of any inference model, per example
+    gated                   Ch. 4  the gated (mu, logvar) level of iterative inference and its training step
+    iterative               Ch. 4  iterative amortized inference: learned, gated optimizers of the ELBO
+    hierarchical            Ch. 4  a two-level latent Gaussian model: standard and iterative (top-down) inference
+    hmc                     Ch. 5  batched Hamiltonian Monte Carlo: leapfrog, Metropolis correction, adaptation
+    targets                 Ch. 5  toy 2-D targets (banana, X-shaped, two modes), exact log densities and log Z
+    semi_implicit           Ch. 5  the semi-implicit family q (amortized or not), its reverse conditional by hand
+    sivi                    Ch. 5  SIVI's surrogate bounds of the ELBO; log p(x) with a semi-implicit proposal
+    uivi                    Ch. 5  UIVI's score estimate (reverse-conditional HMC) and its surrogate objective
     semi_implicit_training  Ch. 5  fitting a toy target; training a semi-implicit VAE
-    env                 settings from the environment: the seed offset of the sweep, smoke-test budgets
-    data                the embedded binarized digits and an IDX loader for (Fashion-)MNIST
-    devices             which devices exist here
-    checks, assign      exercise checks and the instructor's student/grade tool
+    env                            settings from the environment: the seed sweep's offset, smoke-test budgets
+    data                           the embedded binarized digits and an IDX loader for (Fashion-)MNIST
+    devices                        which devices exist here
+    reference                      closed forms to test against (factor analysis), for tests and checks
+    checks, assign                 exercise checks and the instructor's student/grade tool
 """
 from ._random import make_generator, seeded
 from .env import budget, offset_seed, seed_offset, smoke

@@ -159,7 +159,8 @@ def grade(submissions: Path, out: Path, timeout: int = 600) -> list[dict]:
         for r in rows:
             pts = [r["res"].get(c, [0, 0, ""])[0] for c in checks]
             mx = sum(r["res"].get(c, [0, 0, ""])[1] for c in checks)
-            fb = "; ".join(f"{c}: {r['res'][c][2]}" for c in checks if c in r["res"] and r["res"][c][0] < r["res"][c][1])
+            fb = "; ".join(f"{c}: {r['res'][c][2]}" for c in checks
+                           if c in r["res"] and r["res"][c][0] < r["res"][c][1])
             w.writerow([r["notebook"], *pts, sum(pts), mx, (r["error"] or fb)])
     shutil.move(tmp, out)
     return rows

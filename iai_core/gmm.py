@@ -75,7 +75,8 @@ def component_log_prob(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
     """log pi_k + log N(x_n; mu_k, Sigma_k) for every point and component: (N, K)."""
     _check_x(x)
     if x.shape[1] != gmm.means.shape[1]:
-        raise ValueError(f"x has {x.shape[1]} features but the mixture has {gmm.means.shape[1]} (means: {tuple(gmm.means.shape)})")
+        raise ValueError(f"x has {x.shape[1]} features but the mixture has {gmm.means.shape[1]} "
+                         f"(means: {tuple(gmm.means.shape)})")
     d = x.shape[1]
     if gmm.covariance_type == "diag":
         var = gmm.covariances                                             # (K, D)

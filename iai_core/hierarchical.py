@@ -395,7 +395,8 @@ def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor,
     x_train = prepare_data(model, x_train, "x_train", p, transform)
     x_test = prepare_data(model, x_test, "x_test", p)
     iterative = isinstance(encoder, HierarchicalIterativeEncoder)
-    enc_opt, dec_opt = adam(encoder.parameters(), lr_encoder, fused=True), adam(model.parameters(), lr_decoder, fused=True)
+    enc_opt = adam(encoder.parameters(), lr_encoder, fused=True)
+    dec_opt = adam(model.parameters(), lr_decoder, fused=True)
 
     def step(x, idx):
         if iterative:

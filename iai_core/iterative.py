@@ -83,7 +83,8 @@ class IterativeEncoder(GatedLevel):
     def features(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, signal) -> torch.Tensor:
         """The network's input, (batch, input_dim): normalized signal, lambda_t (and x - 1/2)."""
         if not isinstance(signal, (tuple, list)) or len(signal) != 2:
-            raise TypeError(f"signal must be a pair of tensors for the {self.encoding} encoding, got {type(signal).__name__}")
+            raise TypeError(f"signal must be a pair of tensors for the {self.encoding} encoding, "
+                            f"got {type(signal).__name__}")
         for name, s, w in zip(("signal[0]", "signal[1]"), signal, self.signal_dims):
             if not isinstance(s, torch.Tensor) or s.shape != (mu.shape[0], w):
                 got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
@@ -222,8 +223,9 @@ def train_iterative(encoder: IterativeEncoder, model: LatentGaussianModel, x_tra
     """Train the iterative inference model (and, with ``train_decoder``, the decoder) with two Adams.
 
     x_train: (N, D), x_test: (M, D) or None. ``generator`` (None: torch's global generator) shuffles
-    and draws the noise; test ELBOs draw from their own (``training.evaluation_generator``). ``train_decoder=False`` learns an
-    optimizer for a fixed model (theta untouched), e.g. to compare inference at equal decoder.
+    and draws the noise; test ELBOs draw from their own (``training.evaluation_generator``).
+    ``train_decoder=False`` learns an optimizer for a fixed model (theta untouched), e.g. to compare
+    inference at equal decoder.
     The official code uses Adam with learning rate 2e-4 for both at MNIST scale.
     ``mixed_precision``: bfloat16 decoder passes in training (see ``train_step``); evaluation stays exact.
     ``compile``: training steps through ``torch.compile`` (see ``train_step``), for long runs.

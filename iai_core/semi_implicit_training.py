@@ -55,8 +55,9 @@ def fit_semi_implicit(q: SemiImplicit, log_density: Callable, *, method: str = "
     decayed geometrically to ``lr_final`` (default: lr). Every ``eval_every`` iterations the
     ELBO is sandwiched with ``elbo_bounds`` (``eval_mixing`` components); that time is not
     counted in ``seconds``. ``generator`` (None: torch's global generator) draws the training's
-    noise; the evaluations draw from their own (``training.evaluation_generator``). Records the columns iterations (the evaluation points), elbo_lower and
-    elbo_upper (the sandwich, nats; for the Gaussian both are the exact-log-q estimate), seconds
+    noise; the evaluations draw from their own (``training.evaluation_generator``). Records the
+    columns iterations (the evaluation points), elbo_lower and elbo_upper (the sandwich, nats; for
+    the Gaussian both are the exact-log-q estimate), seconds
     (training wall-clock time up to each point, evaluations excluded) and, for UIVI only, HMC's
     step_size and accept_rate.
     """
@@ -86,7 +87,8 @@ def fit_semi_implicit(q: SemiImplicit, log_density: Callable, *, method: str = "
         history.record(iterations=it, elbo_lower=float(lo), elbo_upper=float(up), seconds=elapsed)
         if method == "uivi":
             accept = hmc_state["accept"]
-            history.record(step_size=float(hmc_state["step"]), accept_rate=float("nan") if accept is None else float(accept))
+            history.record(step_size=float(hmc_state["step"]),
+                           accept_rate=float("nan") if accept is None else float(accept))
 
     evaluate(0)
     for it in progress(range(1, n_iterations + 1), enabled=show_progress, desc=f"fitting with {method}"):

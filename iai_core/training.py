@@ -21,8 +21,8 @@ import torch
 from ._progress import progress
 from ._validate import check_positive, check_tensor
 
-__all__ = ["History", "minibatches", "fit_epochs", "fit_epochs_elbo", "evaluation_generator", "adam", "check_counts", "check_rates", "prepare_data",
-           "checked_transform"]
+__all__ = ["History", "minibatches", "fit_epochs", "fit_epochs_elbo", "evaluation_generator", "adam", "check_counts",
+           "check_rates", "prepare_data", "checked_transform"]
 
 Transform = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 

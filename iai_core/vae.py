@@ -120,8 +120,8 @@ def load_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer | None = No
 
 def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = None, *, epochs: int,
               batch_size: int = 100, lr: float = 1e-3, n_samples: int = 1,
-              generator: torch.Generator | None = None, transform=None, show_progress: bool = True, checkpoint_path=None, resume: bool = False,
-              eval_batch_size: int = 1000) -> History:
+              generator: torch.Generator | None = None, transform=None, show_progress: bool = True,
+              checkpoint_path=None, resume: bool = False, eval_batch_size: int = 1000) -> History:
     """Train encoder and decoder jointly with Adam on the minibatch ELBO; return the ELBO curves.
 
     x_train: (N, D), x_test: (M, D) or None; both are moved to the device and dtype of vae's

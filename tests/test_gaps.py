@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from iai_core import (VAE, GapResult, GaussianEncoder, LatentGaussianModel, load_digits,
-                      make_generator, measure_gaps, train_vae)
+from iai_core import (VAE, GapResult, GaussianEncoder, IterativeEncoder, LatentGaussianModel, iterative_inference,
+                      load_digits, make_generator, measure_gaps, optimize_lambda, precise_elbo, train_vae)
 from iai_core.reference import FactorAnalysis
 from test_importance import data, linear_gaussian
 
@@ -59,6 +59,19 @@ def test_both_elbos_share_their_noise():
 
 
 @torch.no_grad()
+def test_without_a_generator_the_global_one_seeds_it():
+    model = correlated_model()
+    x = data(model, 3, seed=6)
+    m, lv = FactorAnalysis.of(model).best_diagonal(x)
+    runs = []
+    for _ in range(2):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            runs.append(measure_gaps(model, x, m, lv, n_iterations=2, n_elbo_samples=5, n_is=5))
+    assert torch.equal(runs[0].log_px, runs[1].log_px) and torch.equal(runs[0].elbo_optimized, runs[1].elbo_optimized)
+
+
+@torch.no_grad()
 def test_keep_best_keeps_the_given_lambda_where_the_optimizer_lost_ground():
     """From lambda* itself, three big noisy Adam steps can only lose ground: without keep-best most
     gaps come out negative; with it those examples keep the given lambda (gap exactly 0) and the others
@@ -99,6 +112,28 @@ def test_encoder_plus_optimizer_never_lowers_the_elbo(trained_vae):
     assert (raw.amortization_gap > 0).float().mean() > 0.9
     assert (raw.amortization_gap > -0.05).all()
     assert raw.approximation_gap.mean() > 0
+
+
+def test_the_lambda_of_an_iterative_model_is_measured_the_same_way(trained_vae):
+    """Any inference model's lambda goes in (here an iterative model's after 2 iterations, still attached
+    to its graph): Adam starts from it, and the amortized ELBO is ``precise_elbo`` at it with the noise
+    the generator holds after the optimizer, the same noise as the optimized ELBO's."""
+    vae, x = trained_vae
+    enc = IterativeEncoder(64, 4, hidden=16, seed=0)
+    with torch.enable_grad():
+        lam = iterative_inference(enc, vae.model, x, n_iterations=2, n_samples=2, generator=make_generator(0))
+    mu, logvar = lam.mu.clone().requires_grad_(True), lam.logvar.clone()
+    r = measure_gaps(vae.model, x, mu, logvar, n_iterations=20, lr=3e-2, n_elbo_samples=200, n_is=50,
+                     keep_best=False, generator=make_generator(1))
+    g = make_generator(1)
+    opt = optimize_lambda(vae.model, x, lam.mu, lam.logvar, lr=3e-2, n_iterations=20, n_samples=10, generator=g)
+    state = g.get_state()
+    torch.testing.assert_close(r.elbo_amortized, precise_elbo(vae.model, x, lam.mu, lam.logvar, n_samples=200,
+                                                              chunk_size=250, generator=g), rtol=0, atol=0)
+    g.set_state(state)
+    torch.testing.assert_close(r.elbo_optimized, precise_elbo(vae.model, x, opt.mu, opt.logvar, n_samples=200,
+                                                              chunk_size=250, generator=g), rtol=0, atol=0)
+    assert r.amortization_gap.mean() > 1.0                  # an untrained iterative model leaves a lot behind
 
 
 def test_gaps_on_device(trained_vae, device):

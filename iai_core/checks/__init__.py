@@ -29,7 +29,8 @@ def call(fn, name: str, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except NotImplementedError:
-        raise CheckFailed(f"{name} is not implemented yet: replace the `raise NotImplementedError` line with your code") from None
+        raise CheckFailed(f"{name} is not implemented yet: replace the `raise NotImplementedError` line "
+                          "with your code") from None
     except CheckFailed:
         raise
     except Exception as e:  # the student's code crashed: say where, keep the type

@@ -31,12 +31,14 @@ def check_e_step(e_step) -> None:
     sums = resp.sum(1)
     bad = int((sums - 1).abs().argmax())
     expect((sums - 1).abs().max() < 1e-6,
-           f"e_step: responsibilities must sum to 1 over components for every point; row {bad} sums to {sums[bad].item():.4g}. "
+           f"e_step: responsibilities must sum to 1 over components for every point; row {bad} sums to "
+           f"{sums[bad].item():.4g}. "
            "Normalize p(x_n, z_n = k) over k.")
     expect((resp >= 0).all(), "e_step: responsibilities are probabilities and cannot be negative")
     expected = ref.responsibilities(x, ref.GaussianMixture(w, m, c))
     expect_close(resp, expected, "e_step", "a responsibility", atol=1e-6,
-                 hint="Check the weights pi_k multiply the Gaussian densities, and the covariance (not its inverse) in N(x; mu_k, Sigma_k).")
+                 hint="Check the weights pi_k multiply the Gaussian densities, and the covariance (not its "
+                      "inverse) in N(x; mu_k, Sigma_k).")
     far = x.clone()
     far[0] = 1e3                                  # so far that every density underflows to 0
     resp_far = call(e_step, "e_step", far, w, m, c)
@@ -58,7 +60,8 @@ def check_m_step(m_step) -> None:
     expect_tensor(means, "m_step's means", (3, 2))
     expect_tensor(covs, "m_step's covs", (3, 2, 2))
     expect(abs(weights.sum().item() - 1) < 1e-6,
-           f"m_step: the weights must sum to 1, they sum to {weights.sum().item():.4g}. pi_k = N_k / N with N_k = sum_n r_nk.")
+           f"m_step: the weights must sum to 1, they sum to {weights.sum().item():.4g}. "
+           "pi_k = N_k / N with N_k = sum_n r_nk.")
     target = ref.m_step(x, resp, "full", reg=1e-300)
     expect_close(weights, target.weights, "m_step", "a weight", atol=1e-6)
     expect_close(means, target.means, "m_step", "a mean", atol=1e-6,
@@ -77,7 +80,8 @@ def check_mixture_log_likelihood(mixture_log_likelihood) -> None:
     expected = ref.mixture_log_likelihood(x, ref.GaussianMixture(w, m, c))
     expect(abs(value.item() - expected.item()) < 1e-6,
            f"mixture_log_likelihood: got {value.item():.6f} nats, expected {expected.item():.6f}. "
-           + ("You returned the sum over points; the book uses the mean." if abs(value.item() - 40 * expected.item()) < 1e-4
+           + ("You returned the sum over points; the book uses the mean."
+              if abs(value.item() - 40 * expected.item()) < 1e-4
               else "log p(x_n) = logsumexp_k [log pi_k + log N(x_n; mu_k, Sigma_k)]."))
     far = x.clone()
     far[0] = 1e3

@@ -90,7 +90,8 @@ def standard_baseline(seed: int = 0):
 
     data = load_digits()
     vae = VAE(GaussianEncoder(64, 8, hidden=128, seed=seed), LatentGaussianModel(64, 8, hidden=128, seed=seed + 1))
-    train_vae(vae, data.x_train, epochs=60, batch_size=100, lr=3e-3, generator=make_generator(seed), show_progress=False)
+    train_vae(vae, data.x_train, epochs=60, batch_size=100, lr=3e-3, generator=make_generator(seed),
+              show_progress=False)
     for p in vae.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
