@@ -28,7 +28,11 @@ book: setup
 	$(VENV)/jupyter-book build . --builder html
 	@echo "Book: _build/html/index.html"
 
-test: setup unit nbval robust build-strict colab-check
+test: setup lint unit nbval robust build-strict colab-check
+
+# ruff, configured in pyproject.toml: pycodestyle and pyflakes over the package, tests, scripts and benchmarks.
+lint: setup
+	$(VENV)/ruff check iai_core tests benchmarks scripts
 
 unit: setup
 	$(VENV)/python -m pytest tests -n $(JOBS) -q

@@ -12,7 +12,6 @@ import argparse
 import time
 import warnings
 
-import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture as SklearnGMM
 
@@ -36,7 +35,7 @@ def main():
     xd = x.to(a.device)
 
     def ours():
-        ic.fit_gmm(xd, a.k, n_iter=a.iters, tol=0.0, init=init)
+        ic.fit_gmm(xd, a.k, n_iterations=a.iters, tol=0.0, init=init)
         if xd.device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -27,15 +27,6 @@ def check_tensor(name: str, value, *, ndim: int | tuple[int, ...] | None = None,
     return value
 
 
-def check_shape(name: str, value: torch.Tensor, shape: tuple) -> torch.Tensor:
-    """Check ``value.shape`` against ``shape``; ``None`` entries match any size."""
-    ok = value.ndim == len(shape) and all(s is None or s == v for s, v in zip(shape, value.shape))
-    if not ok:
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        raise ValueError(f"{name} must have shape {want}, got {tuple(value.shape)}")
-    return value
-
-
 def check_positive(name: str, value, *, integer: bool = False, allow_zero: bool = False):
     """Check a scalar hyperparameter is a positive (optionally integer) number."""
     kinds = (int,) if integer else (int, float)
@@ -77,3 +68,18 @@ def check_generator(name: str, generator, device: torch.device | None = None):
                          f"create it with torch.Generator(device=...)")
     return generator
 
+
+
+def check_pair(encoder, model, encoder_kinds, model_kind, dims: tuple[str, ...]) -> None:
+    """Check an inference model and a generative model go together: their types, and that they
+    agree on every size in ``dims`` (e.g. ("x_dim", "z_dim"))."""
+    kinds = encoder_kinds if isinstance(encoder_kinds, tuple) else (encoder_kinds,)
+    if not isinstance(encoder, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        article = "an" if names[0] in "AEIOU" else "a"
+        raise TypeError(f"encoder must be {article} {names}, got {type(encoder).__name__}")
+    if not isinstance(model, model_kind):
+        raise TypeError(f"model must be a {model_kind.__name__}, got {type(model).__name__}")
+    e, m = tuple(getattr(encoder, d) for d in dims), tuple(getattr(model, d) for d in dims)
+    if e != m:
+        raise ValueError(f"encoder and model must agree on ({', '.join(dims)}): encoder has {e}, model has {m}")

@@ -47,7 +47,8 @@ def _as_array(name: str, value) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, a tensor or an array of numbers, got {type(value).__name__}") from None
+        raise TypeError(f"{name} must be a number, a tensor or an array of numbers, "
+                        f"got {type(value).__name__}") from None
     if arr.size == 0:
         raise ValueError(f"{name} is empty: a claim needs at least one number")
     if np.isnan(arr).any():

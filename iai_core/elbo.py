@@ -14,12 +14,14 @@ from ._validate import check_positive, check_tensor
 from .gaussian import kl_normal_standard, log_normal_diag, reparameterize, standard_noise
 from .models import LatentGaussianModel
 
-__all__ = ["check_lambda", "elbo", "elbo_from_noise", "elbo_grad"]
+__all__ = ["check_lambda", "elbo", "elbo_from_noise", "elbo_grad", "precise_elbo"]
 
 
-def check_lambda(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor):
-    """Validate x (batch, D) and the variational parameters mu, logvar (batch, d)."""
-    model.check_x(x)
+def check_lambda(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
+                 check_x: bool = True):
+    """Validate x (batch, D) (unless ``check_x=False``) and the variational parameters mu, logvar (batch, d)."""
+    if check_x:
+        model.check_x(x)
     check_tensor("mu", mu, ndim=2)
     check_tensor("logvar", logvar, ndim=2)
     want = (x.shape[0], model.z_dim)
@@ -76,3 +78,34 @@ def elbo_grad(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tensor, log
                      generator=generator, validate=validate)
         g_mu, g_logvar = torch.autograd.grad(value.sum(), (mu, logvar), create_graph=create_graph)
     return value if create_graph else value.detach(), g_mu, g_logvar
+
+
+@torch.no_grad()
+def precise_elbo(model, x: torch.Tensor, *lam, n_samples: int = 1000, chunk_size: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """A low-noise ELBO estimate per example, in nats: the mean over ``n_samples`` draws, (batch,).
+
+    lam: the variational parameters, ``mu, logvar`` (batch, d) for a ``LatentGaussianModel``, or one
+    ``HierarchicalLambda`` for a ``HierarchicalModel`` (any model with an ``elbo(x, lam, ...)``
+    method). The draws are taken ``chunk_size`` at a time (default: all at once), so memory stays
+    bounded; in one chunk the result is ``elbo(..., n_samples=n_samples)`` itself. Two calls with
+    equally seeded generators and equal shapes draw the same noise (common random numbers), so the
+    difference of two estimates is much more precise than either.
+    """
+    check_positive("n_samples", n_samples, integer=True)
+    chunk_size = n_samples if chunk_size is None else check_positive("chunk_size", chunk_size, integer=True)
+    own_method = hasattr(model, "elbo")
+
+    def estimate(k):
+        if own_method:
+            return model.elbo(x, *lam, n_samples=k, generator=generator)
+        return elbo(model, x, *lam, n_samples=k, generator=generator)
+
+    if chunk_size >= n_samples:
+        return estimate(n_samples)
+    total, done = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype), 0
+    while done < n_samples:
+        k = min(chunk_size, n_samples - done)
+        total = total + k * estimate(k)
+        done += k
+    return total / n_samples

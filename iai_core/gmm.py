@@ -9,7 +9,6 @@ Shapes: x (N, D); weights (K,); means (K, D); covariances (K, D, D) for ``'full'
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +17,7 @@ from ._progress import progress
 from ._validate import check_generator, check_positive, check_tensor
 from .gaussian import LOG_2PI
 
-__all__ = ["GaussianMixture", "EMResult", "component_log_prob", "responsibilities", "log_likelihood",
+__all__ = ["GaussianMixture", "EMResult", "component_log_prob", "responsibilities", "mixture_log_likelihood",
            "e_step", "m_step", "init_gmm", "fit_gmm", "fit_gmm_gradient"]
 
 COVARIANCE_TYPES = ("full", "diag")
@@ -51,13 +50,13 @@ class GaussianMixture:
 class EMResult:
     """What ``fit_gmm`` returns: the fitted mixture and the path it took.
 
-    ``log_likelihood``: (n_iter + 1,) mean log p(x) per point, in nats, before the first
+    ``log_likelihood``: (n_iterations + 1,) mean log p(x) per point, in nats, before the first
     iteration and after each; ``history``: the parameters after each iteration when
     ``keep_history=True`` (for figures), else empty.
     """
     gmm: GaussianMixture
     log_likelihood: torch.Tensor
-    n_iter: int
+    n_iterations: int
     converged: bool
     history: list = field(default_factory=list)
 
@@ -76,7 +75,8 @@ def component_log_prob(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
     """log pi_k + log N(x_n; mu_k, Sigma_k) for every point and component: (N, K)."""
     _check_x(x)
     if x.shape[1] != gmm.means.shape[1]:
-        raise ValueError(f"x has {x.shape[1]} features but the mixture has {gmm.means.shape[1]} (means: {tuple(gmm.means.shape)})")
+        raise ValueError(f"x has {x.shape[1]} features but the mixture has {gmm.means.shape[1]} "
+                         f"(means: {tuple(gmm.means.shape)})")
     d = x.shape[1]
     if gmm.covariance_type == "diag":
         var = gmm.covariances                                             # (K, D)
@@ -102,7 +102,7 @@ def responsibilities(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
     return torch.softmax(component_log_prob(x, gmm), dim=1)
 
 
-def log_likelihood(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
+def mixture_log_likelihood(x: torch.Tensor, gmm: GaussianMixture) -> torch.Tensor:
     """Mean over points of log p(x_n) = logsumexp_k [log pi_k + log N(x_n; mu_k, Sigma_k)], in nats."""
     return torch.logsumexp(component_log_prob(x, gmm), dim=1).mean()
 
@@ -156,18 +156,18 @@ def init_gmm(x: torch.Tensor, n_components: int, covariance_type: str = "full", 
     return m_step(x, resp, covariance_type, reg)
 
 
-def fit_gmm(x: torch.Tensor, n_components: int, *, covariance_type: str = "full", n_iter: int = 100,
+def fit_gmm(x: torch.Tensor, n_components: int, *, covariance_type: str = "full", n_iterations: int = 100,
             tol: float = 1e-6, reg: float = 1e-6, init: GaussianMixture | None = None,
             generator: torch.Generator | None = None, keep_history: bool = False,
             show_progress: bool = False) -> EMResult:
     """EM for a Gaussian mixture on ``x`` (N, D), on x's device and dtype.
 
-    Stops after ``n_iter`` iterations or when the mean log-likelihood rises by less than ``tol``
+    Stops after ``n_iterations`` iterations or when the mean log-likelihood rises by less than ``tol``
     nats per point. ``init`` overrides the seeded k-means++ start made with ``generator``.
     """
     _check_x(x)
     _check_covariance_type(covariance_type)
-    check_positive("n_iter", n_iter, integer=True)
+    check_positive("n_iterations", n_iterations, integer=True)
     check_positive("tol", tol, allow_zero=True)
     check_positive("reg", reg)
     check_positive("n_components", n_components, integer=True)
@@ -178,7 +178,7 @@ def fit_gmm(x: torch.Tensor, n_components: int, *, covariance_type: str = "full"
         raise ValueError(f"init has {gmm.n_components} {gmm.covariance_type!r} components, "
                          f"expected {n_components} {covariance_type!r}")
     lls, history, converged, it = [], [], False, 0
-    for it in progress(range(1, n_iter + 1), enabled=show_progress, desc="EM"):
+    for it in progress(range(1, n_iterations + 1), enabled=show_progress, desc="EM"):
         resp, ll = e_step(x, gmm)
         lls.append(ll)
         gmm = m_step(x, resp, covariance_type, reg)
@@ -187,7 +187,7 @@ def fit_gmm(x: torch.Tensor, n_components: int, *, covariance_type: str = "full"
         if len(lls) > 1 and abs(float(lls[-1] - lls[-2])) < tol:
             converged = True
             break
-    lls.append(log_likelihood(x, gmm))
+    lls.append(mixture_log_likelihood(x, gmm))
     return EMResult(gmm, torch.stack(lls), it, converged, history)
 
 
@@ -206,7 +206,7 @@ def _constrained(params, covariance_type: str) -> GaussianMixture:
     return GaussianMixture(torch.softmax(logits, 0), means, chol @ chol.transpose(-1, -2), "full")
 
 
-def fit_gmm_gradient(x: torch.Tensor, init: GaussianMixture, *, lr: float = 0.05, n_iter: int = 1000,
+def fit_gmm_gradient(x: torch.Tensor, init: GaussianMixture, *, lr: float = 0.05, n_iterations: int = 1000,
                      show_progress: bool = False) -> EMResult:
     """Plain gradient ascent on the mean log-likelihood, from the same start as EM, for comparison.
 
@@ -215,11 +215,11 @@ def fit_gmm_gradient(x: torch.Tensor, init: GaussianMixture, *, lr: float = 0.05
     """
     _check_x(x)
     check_positive("lr", lr)
-    check_positive("n_iter", n_iter, integer=True)
+    check_positive("n_iterations", n_iterations, integer=True)
     params = [p.detach().requires_grad_(True) for p in _unconstrained(init.to(x.device, x.dtype))]
     lls = []
-    for _ in progress(range(n_iter), enabled=show_progress, desc="gradient ascent"):
-        ll = log_likelihood(x, _constrained(params, init.covariance_type))
+    for _ in progress(range(n_iterations), enabled=show_progress, desc="gradient ascent"):
+        ll = mixture_log_likelihood(x, _constrained(params, init.covariance_type))
         grads = torch.autograd.grad(ll, params)
         lls.append(ll.detach())
         with torch.no_grad():
@@ -227,5 +227,5 @@ def fit_gmm_gradient(x: torch.Tensor, init: GaussianMixture, *, lr: float = 0.05
                 p.add_(lr * g)
     with torch.no_grad():
         final = _constrained(params, init.covariance_type)
-        lls.append(log_likelihood(x, final))
-    return EMResult(final, torch.stack(lls), n_iter, False, [])
+        lls.append(mixture_log_likelihood(x, final))
+    return EMResult(final, torch.stack(lls), n_iterations, False, [])

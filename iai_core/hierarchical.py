@@ -26,20 +26,18 @@ import torch
 from torch import nn
 
 from ._progress import progress
-from ._random import make_generator, seeded
-from ._validate import check_binary, check_generator, check_positive, check_tensor
+from ._random import seeded
+from ._validate import check_binary, check_generator, check_pair, check_positive, check_tensor
 from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize
 from .importance import log_marginal_is
-from .iterative import (NORMALIZATIONS, IterativeHistory, _adam, _check_training_args, _fit_epochs, gated_update,
-                        normalize)
+from .gated import LOGVAR_MAX, LOGVAR_MIN, GatedLevel, check_level_args, features_dim, unrolled_step
 from .models import bernoulli_log_likelihood, mlp
+from .training import (History, adam, check_counts, check_rates, checked_transform, evaluation_generator,
+                       fit_epochs_elbo, prepare_data)
 
 __all__ = ["HierarchicalLambda", "HierarchicalModel", "HierarchicalEncoder", "HierarchicalIterativeEncoder",
            "HierarchicalResult", "hierarchical_inference", "hierarchical_standard_step", "hierarchical_iterative_step",
            "train_hierarchical", "log_marginal_hierarchical"]
-
-LOGVAR_MIN, LOGVAR_MAX = -15.0, 15.0      # as in iai_core.iterative (and the official code)
-
 
 class HierarchicalLambda(NamedTuple):
     """The variational parameters of both levels: mu1, logvar1 (batch, d1); mu2, logvar2 (batch, d2).
@@ -56,6 +54,7 @@ def _kl_normal_diag(mu_q, logvar_q, mu_p, logvar_p):
 
 
 def _clamp_logvar(logvar):
+    """The log-variance range of every Gaussian in the package (``gated.LOGVAR_MIN``, ``LOGVAR_MAX``)."""
     return logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
 
@@ -242,11 +241,11 @@ class HierarchicalEncoder(nn.Module):
 
 
 class HierarchicalIterativeEncoder(nn.Module):
-    """The iterative inference model for both levels: one gated update per level and iteration.
+    """The iterative inference model for both levels: one gated (mu, logvar) level each (``gated.GatedLevel``).
 
     Level l reads normalize(grad_mu_l ELBO), normalize(grad_logvar_l ELBO), mu_l, logvar_l (and
     x - 1/2 with ``include_x``) and outputs (delta, gate logits) for (mu_l, logvar_l):
-        lambda_{l,t+1} = g * stopgrad(lambda_{l,t}) + (1 - g) * delta     (``iterative.gated_update``)
+        lambda_{l,t+1} = g * stopgrad(lambda_{l,t}) + (1 - g) * delta     (``gated.gated_update``)
     Cross-level information arrives through the gradients alone (top-down in grad_lambda_1,
     bottom-up in grad_lambda_2). forward(x, lam, grads) -> HierarchicalLambda.
     """
@@ -255,55 +254,29 @@ class HierarchicalIterativeEncoder(nn.Module):
                  normalization: str = "log_sign", include_x: bool = False, activation=nn.ELU,
                  seed: int | None = None):
         super().__init__()
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-        if not isinstance(include_x, bool):
-            raise TypeError(f"include_x must be a bool, got {type(include_x).__name__}")
-        for name, v in (("x_dim", x_dim), ("z1_dim", z1_dim), ("z2_dim", z2_dim), ("depth", depth)):
-            check_positive(name, v, integer=True)
+        check_level_args(normalization, include_x, x_dim=x_dim, z1_dim=z1_dim, z2_dim=z2_dim, depth=depth)
         self.x_dim, self.z1_dim, self.z2_dim = x_dim, z1_dim, z2_dim
         self.normalization, self.include_x = normalization, include_x
-        factor = 2 if normalization == "log_sign" else 1
-
-        def in_dim(d):
-            return factor * 2 * d + 2 * d + (x_dim if include_x else 0)
-
+        x_in = x_dim if include_x else 0
         with seeded(seed):
-            self.net1 = mlp(in_dim(z1_dim), hidden, 4 * z1_dim, depth, activation)
-            self.net2 = mlp(in_dim(z2_dim), hidden, 4 * z2_dim, depth, activation)
+            self.levels = nn.ModuleList(GatedLevel(features_dim((d, d), d, normalization, x_in), d, hidden, depth,
+                                                   activation) for d in (z1_dim, z2_dim))
 
     def features(self, x: torch.Tensor, lam, grads):
-        """The two networks' inputs, (batch, in_1) and (batch, in_2), from lam and grads (HierarchicalLambda)."""
-        extra = [x - 0.5] if self.include_x else []
-
-        def level(mu, logvar, g_mu, g_logvar):
-            return torch.cat([normalize(g_mu, self.normalization), normalize(g_logvar, self.normalization),
-                              mu, logvar] + extra, dim=-1)
-
-        return level(lam[0], lam[1], grads[0], grads[1]), level(lam[2], lam[3], grads[2], grads[3])
-
-    def update(self, features, lam) -> HierarchicalLambda:
-        """The gated updates of both levels from ready-made features (rows, in_l) and lam (rows, d_l)."""
-        new = []
-        for net, f, mu, logvar in ((self.net1, features[0], lam[0], lam[1]), (self.net2, features[1], lam[2], lam[3])):
-            delta_mu, delta_logvar, gate_mu, gate_logvar = net(f).chunk(4, -1)
-            new.append(gated_update(mu, delta_mu, torch.sigmoid(gate_mu)))
-            new.append(_clamp_logvar(gated_update(logvar, delta_logvar, torch.sigmoid(gate_logvar))))
-        return HierarchicalLambda(*new)
+        """The two levels' inputs, (batch, in_1) and (batch, in_2), from lam and grads (HierarchicalLambda)."""
+        x_in = x if self.include_x else None
+        return tuple(GatedLevel.features((grads[i], grads[i + 1]), lam[i], lam[i + 1], x_in, self.normalization)
+                     for i in (0, 2))
 
     def forward(self, x: torch.Tensor, lam, grads) -> HierarchicalLambda:
-        return self.update(self.features(x, lam, grads), lam)
+        features = self.features(x, lam, grads)
+        mu1, logvar1 = self.levels[0](features[0], lam[0], lam[1])
+        mu2, logvar2 = self.levels[1](features[1], lam[2], lam[3])
+        return HierarchicalLambda(mu1, logvar1, mu2, logvar2)
 
 
 def _check_pair(encoder, model, kinds=(HierarchicalEncoder, HierarchicalIterativeEncoder)):
-    if not isinstance(encoder, kinds):
-        names = " or ".join(k.__name__ for k in kinds)
-        raise TypeError(f"encoder must be a {names}, got {type(encoder).__name__}")
-    if not isinstance(model, HierarchicalModel):
-        raise TypeError(f"model must be a HierarchicalModel, got {type(model).__name__}")
-    e, m = (encoder.x_dim, encoder.z1_dim, encoder.z2_dim), (model.x_dim, model.z1_dim, model.z2_dim)
-    if e != m:
-        raise ValueError(f"encoder and model must agree on (x_dim, z1_dim, z2_dim): encoder has {e}, model has {m}")
+    check_pair(encoder, model, kinds, HierarchicalModel, ("x_dim", "z1_dim", "z2_dim"))
 
 
 @dataclass
@@ -380,87 +353,65 @@ def hierarchical_iterative_step(encoder: HierarchicalIterativeEncoder, model: Hi
                                 validate: bool = True) -> torch.Tensor:
     """One step of the iterative model on x (batch, D); returns the mean ELBO at each iterate, (T + 1,).
 
+    ``gated.unrolled_step`` from ``model.prior_lambda(x)``, the algorithm of the single-level model:
     phi descends mean_{t=1..T} -ELBO(lambda_t); theta (when ``decoder_optimizer`` is given) descends
     -ELBO(lambda_T). Per iterate, ONE autograd call returns the gradients w.r.t. all four tensors of
-    lambda_t for the whole batch (and, at t = T, theta's gradient); the iterates run f_phi without a
-    graph. Every input of f_phi is detached, so phi's gradient,
-        d/dphi sum_t ELBO(lambda_t) = sum_t (d lambda_t / d phi)^T grad_lambda ELBO(lambda_t),
-    is one backward pass through both levels' networks applied to all T iterates' inputs at once
-    (T * batch rows, recomputed), weighted by grad_lambda ELBO. (``iterative.train_step`` gets
-    the same gradient with one small backward per iterate instead, inside each iterate's call.)
+    lambda_t for the whole batch, the gradient of phi that iterate adds (through both levels'
+    networks) and, at t = T, theta's.
     """
     if validate:
         _check_step_args(encoder, model, x, n_iterations, n_samples, generator, (HierarchicalIterativeEncoder,))
-    dec_params = [p for p in model.parameters() if p.requires_grad] if decoder_optimizer is not None else []
-    batch, T = x.shape[0], n_iterations
-    lam = model.prior_lambda(x)
-    means, inputs, lambda_grads = [], [], []
-    for t in range(T + 1):
-        lam = HierarchicalLambda(*(v.detach().requires_grad_(True) for v in lam))
-        value = model.elbo(x, lam, n_samples=n_samples, generator=generator, validate=False)
-        means.append(value.detach().mean())
-        grads = torch.autograd.grad(value.sum(), list(lam) + (dec_params if t == T else []))
-        g_lam = HierarchicalLambda(*grads[:4])
-        if t > 0:
-            lambda_grads.append(g_lam)
-        if t < T:
-            with torch.no_grad():
-                lam = HierarchicalLambda(*(v.detach() for v in lam))
-                features = encoder.features(x, lam, g_lam)
-                inputs.append((features, lam))
-                lam = encoder.update(features, lam)
-    # phi: both levels' networks on all T iterates at once, each output weighted by its own gradient
-    features = tuple(torch.cat(f) for f in zip(*(f for f, _ in inputs)))
-    lam_in = HierarchicalLambda(*(torch.cat(v) for v in zip(*(l for _, l in inputs))))
-    g_all = HierarchicalLambda(*(torch.cat(v) for v in zip(*lambda_grads)))
-    with torch.enable_grad():
-        lam_next = encoder.update(features, lam_in)
-        surrogate = -sum((a * g).sum() for a, g in zip(lam_next, g_all)) / (batch * T)
-        encoder_optimizer.zero_grad(set_to_none=True)
-        surrogate.backward(inputs=[p for p in encoder.parameters() if p.requires_grad])
-    encoder_optimizer.step()
-    if decoder_optimizer is not None:
-        for p, g in zip(dec_params, grads[4:]):
-            p.grad = -g / batch
-        decoder_optimizer.step()
-    return torch.stack(means)
+
+    def elbo_at(lam):
+        return model.elbo(x, HierarchicalLambda(*lam), n_samples=n_samples, generator=generator, validate=False)
+
+    def encode(lam, grads):
+        return encoder(x, HierarchicalLambda(*lam), HierarchicalLambda(*grads))
+
+    return unrolled_step(encoder, model, x, model.prior_lambda(x), elbo_at, encode, encoder_optimizer,
+                         decoder_optimizer, n_iterations=n_iterations)
 
 
 def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor, x_test: torch.Tensor | None = None,
                        *, epochs: int, n_iterations: int = 5, n_samples: int = 1, batch_size: int = 64,
-                       lr_encoder: float = 1e-3, lr_decoder: float = 1e-3, seed: int = 0,
-                       show_progress: bool = True) -> IterativeHistory:
+                       lr_encoder: float = 1e-3, lr_decoder: float = 1e-3, generator: torch.Generator | None = None,
+                       transform=None, show_progress: bool = True) -> History:
     """Train an inference model and the two-level model jointly with two Adams.
 
     encoder: a ``HierarchicalEncoder`` (standard: ``hierarchical_standard_step``) or a
     ``HierarchicalIterativeEncoder`` (``hierarchical_iterative_step`` with ``n_iterations``).
-    x_train: (N, D); x_test: (M, D) or None. One generator made from ``seed`` shuffles and draws the
-    noise; the test ELBO (``n_samples`` samples) uses its own generator (seed + 1).
+    x_train: (N, D); x_test: (M, D) or None. ``generator`` (None: torch's global generator) shuffles
+    and draws the noise; the test ELBO (``n_samples`` samples) draws from its own
+    (``training.evaluation_generator``).
+    ``transform(x_batch, generator)``: applied to each training minibatch (see ``training.fit_epochs``).
+    Records epochs, train_elbo and test_elbo as ``train_iterative`` does.
     """
     _check_pair(encoder, model)
-    _check_training_args(epochs, n_iterations, n_samples, batch_size, lr_encoder, lr_decoder, seed)
+    check_counts(epochs=epochs, n_iterations=n_iterations, n_samples=n_samples, batch_size=batch_size)
+    check_rates(lr_encoder=lr_encoder, lr_decoder=lr_decoder)
     p = next(encoder.parameters())
-    x_train = model.check_x(x_train, "x_train").to(p.device, p.dtype)
-    if x_test is not None:
-        x_test = model.check_x(x_test, "x_test").to(p.device, p.dtype)
+    check_generator("generator", generator, p.device)
+    transform = checked_transform(transform, model)
+    x_train = prepare_data(model, x_train, "x_train", p, transform)
+    x_test = prepare_data(model, x_test, "x_test", p)
     iterative = isinstance(encoder, HierarchicalIterativeEncoder)
-    enc_opt, dec_opt = _adam(encoder.parameters(), lr_encoder), _adam(model.parameters(), lr_decoder)
-    generator = make_generator(seed, p.device)
+    enc_opt = adam(encoder.parameters(), lr_encoder, fused=True)
+    dec_opt = adam(model.parameters(), lr_decoder, fused=True)
 
-    def step(x):
+    def step(x, idx):
         if iterative:
             return hierarchical_iterative_step(encoder, model, x, enc_opt, dec_opt, n_iterations=n_iterations,
-                                               n_samples=n_samples, generator=generator, validate=False)
+                                               n_samples=n_samples, generator=generator, validate=False)[-1]
         return hierarchical_standard_step(encoder, model, x, enc_opt, dec_opt, n_samples=n_samples,
-                                          generator=generator, validate=False)
+                                          generator=generator, validate=False)[-1]
 
     def test_elbo(x):
-        g = make_generator(seed + 1, p.device)
+        g = evaluation_generator(generator)
         if iterative:
             return hierarchical_inference(encoder, model, x, n_iterations=n_iterations, n_samples=n_samples,
                                           generator=g).elbo[-1]
         with torch.no_grad():
             return model.elbo(x, encoder(x), n_samples=n_samples, generator=g, validate=False)
 
-    return _fit_epochs(step, test_elbo, x_train, x_test, epochs=epochs, batch_size=batch_size, generator=generator,
-                       desc="training the two-level model", show_progress=show_progress)
+    return fit_epochs_elbo(step, test_elbo, x_train, x_test, epochs=epochs, batch_size=batch_size, generator=generator,
+                           transform=transform, desc="training the two-level model", show_progress=show_progress)

@@ -43,9 +43,9 @@ def autograd_grad(log_prob: LogProb) -> LogProb:
     return grad_log_prob
 
 
-def leapfrog(q: torch.Tensor, p: torch.Tensor, grad_log_prob: LogProb, step_size, n_steps: int,
+def leapfrog(q: torch.Tensor, p: torch.Tensor, grad_log_prob: LogProb, step_size, n_leapfrog: int,
              grad: torch.Tensor | None = None):
-    """``n_steps`` leapfrog steps of the dynamics dq/dt = p, dp/dt = grad log_prob(q).
+    """``n_leapfrog`` leapfrog steps of the dynamics dq/dt = p, dp/dt = grad log_prob(q).
 
     q, p: (*batch, d); step_size: a number or a 0-d tensor. ``grad``: grad log_prob(q) if already
     known (saves one evaluation). Returns (q, p, grad log_prob(q)) at the end point. The map is
@@ -56,10 +56,10 @@ def leapfrog(q: torch.Tensor, p: torch.Tensor, grad_log_prob: LogProb, step_size
     if grad is None:
         grad = grad_log_prob(q)
     p = torch.addcmul(p, half, grad)                        # half step for the momentum
-    for i in range(n_steps):
+    for i in range(n_leapfrog):
         q = torch.addcmul(q, step, p)                       # full step for the position
         grad = grad_log_prob(q)
-        p = torch.addcmul(p, step if i < n_steps - 1 else half, grad)   # full steps, a half at the end
+        p = torch.addcmul(p, step if i < n_leapfrog - 1 else half, grad)   # full steps, a half at the end
     return q, p, grad
 
 

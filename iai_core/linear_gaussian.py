@@ -221,16 +221,16 @@ class LinearGaussianModel(LatentGaussianModel):
 
 @dataclass
 class LinearVEMResult:
-    """Per-iteration averages over examples, in nats, (n_iters + 1,): ``log_lik`` = mean log p(x)
-    and ``elbo`` = mean ELBO of the family's best q, both under theta before each M-step and after
-    the last; ``gap`` = log_lik - elbo. ``model`` is the fitted model."""
+    """Per-iteration averages over examples, in nats, (n_iterations + 1,): ``log_likelihood`` = mean
+    log p(x) and ``elbo`` = mean ELBO of the family's best q, both under theta before each M-step and after
+    the last; ``gap`` = log_likelihood - elbo. ``model`` is the fitted model."""
     model: LinearGaussianModel
-    log_lik: torch.Tensor
+    log_likelihood: torch.Tensor
     elbo: torch.Tensor
 
     @property
     def gap(self) -> torch.Tensor:
-        return self.log_lik - self.elbo
+        return self.log_likelihood - self.elbo
 
 
 def _best_q(model: LinearGaussianModel, x: torch.Tensor, family: str):
@@ -241,7 +241,7 @@ def _best_q(model: LinearGaussianModel, x: torch.Tensor, family: str):
     return mean, torch.diag(1.0 / torch.diagonal(model.posterior_precision()))
 
 
-def linear_variational_em(x: torch.Tensor, z_dim: int, *, family: str = "full", n_iters: int = 200,
+def linear_variational_em(x: torch.Tensor, z_dim: int, *, family: str = "full", n_iterations: int = 200,
                           seed: int | None = 0, model: LinearGaussianModel | None = None,
                           show_progress: bool = False) -> LinearVEMResult:
     """Variational EM for factor analysis with q restricted to ``family``: ``'full'`` or ``'diagonal'``.
@@ -255,7 +255,7 @@ def linear_variational_em(x: torch.Tensor, z_dim: int, *, family: str = "full", 
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     check_positive("z_dim", z_dim, integer=True)
-    check_positive("n_iters", n_iters, integer=True, allow_zero=True)
+    check_positive("n_iterations", n_iterations, integer=True, allow_zero=True)
     if model is None:
         model = LinearGaussianModel(x.shape[1], z_dim, seed=seed).to(device=x.device, dtype=x.dtype)
         with seeded(seed):
@@ -264,12 +264,12 @@ def linear_variational_em(x: torch.Tensor, z_dim: int, *, family: str = "full", 
     elif model.z_dim != z_dim or model.x_dim != x.shape[1]:
         raise ValueError(f"model has (x_dim, z_dim) = {(model.x_dim, model.z_dim)}, "
                          f"expected {(x.shape[1], z_dim)} from x and z_dim")
-    log_lik, elbo = [], []
+    log_px, elbo = [], []
     with torch.no_grad():
-        for it in progress(range(n_iters + 1), enabled=show_progress, desc=f"variational EM ({family})"):
+        for it in progress(range(n_iterations + 1), enabled=show_progress, desc=f"variational EM ({family})"):
             mean, cov = _best_q(model, x, family)
-            log_lik.append(model.log_marginal(x, validate=False).mean())
+            log_px.append(model.log_marginal(x, validate=False).mean())
             elbo.append(model.elbo_full(x, mean, cov, validate=False).mean())
-            if it < n_iters:
+            if it < n_iterations:
                 model.m_step(x, mean, cov, validate=False)
-    return LinearVEMResult(model, torch.stack(log_lik), torch.stack(elbo))
+    return LinearVEMResult(model, torch.stack(log_px), torch.stack(elbo))

@@ -24,10 +24,14 @@ OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 
 @dataclass
 class LocalOptResult:
-    """mu, logvar: (batch, d) after the last step; elbo: (n_steps + 1, batch) per-step estimates in nats."""
+    """mu, logvar: (batch, d) after the last iteration; elbo: (n_iterations + 1, batch), the estimate
+    before each iteration and after the last, in nats; mu_path, logvar_path: (n_iterations + 1, batch, d),
+    lambda before each iteration and after the last (with ``return_path=True``, else None)."""
     mu: torch.Tensor
     logvar: torch.Tensor
     elbo: torch.Tensor
+    mu_path: torch.Tensor | None = None
+    logvar_path: torch.Tensor | None = None
 
 
 def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
@@ -43,26 +47,32 @@ def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
 
 
 def optimize_lambda(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
-                    optimizer: str = "adam", lr: float = 0.05, n_steps: int = 100, n_samples: int = 1,
-                    analytic_kl: bool = True, generator: torch.Generator | None = None,
+                    optimizer: str = "adam", lr: float = 0.05, n_iterations: int = 100, n_samples: int = 1,
+                    analytic_kl: bool = True, generator: torch.Generator | None = None, return_path: bool = False,
                     show_progress: bool = False) -> LocalOptResult:
     """Maximize each example's ELBO over its own (mu, logvar), with theta held fixed.
 
     x: (batch, D); mu, logvar: (batch, d) starting points (not modified). Returns the final
-    lambda and the ELBO estimate before every step and after the last, (n_steps + 1, batch).
-    Only lambda receives gradients; the model's parameters are untouched.
+    lambda and the ELBO estimate before every step and after the last, (n_iterations + 1, batch), and
+    with ``return_path`` the iterates themselves (e.g. to draw the optimizer's path; the numbers
+    are those of the run without it). Only lambda receives gradients; the model's parameters are
+    untouched.
     """
     check_lambda(model, x, mu, logvar)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     check_positive("lr", lr)
-    check_positive("n_steps", n_steps, integer=True, allow_zero=True)
+    check_positive("n_iterations", n_iterations, integer=True, allow_zero=True)
     check_positive("n_samples", n_samples, integer=True)
     mu = mu.detach().clone().requires_grad_(True)
     logvar = logvar.detach().clone().requires_grad_(True)
     opt = _make_optimizer(optimizer, [mu, logvar], lr)
-    history = []
-    for _ in progress(range(n_steps), enabled=show_progress, desc=f"{optimizer} on lambda"):
+    if not isinstance(return_path, bool):
+        raise TypeError(f"return_path must be a bool, got {type(return_path).__name__}")
+    history, path = [], []
+    for _ in progress(range(n_iterations), enabled=show_progress, desc=f"{optimizer} on lambda"):
+        if return_path:
+            path.append((mu.detach().clone(), logvar.detach().clone()))
         value = elbo(model, x, mu, logvar, n_samples=n_samples, analytic_kl=analytic_kl,
                      generator=generator, validate=False)
         history.append(value.detach())
@@ -73,4 +83,9 @@ def optimize_lambda(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tenso
     with torch.no_grad():
         history.append(elbo(model, x, mu, logvar, n_samples=n_samples, analytic_kl=analytic_kl,
                             generator=generator, validate=False))
-    return LocalOptResult(mu.detach(), logvar.detach(), torch.stack(history))
+    result = LocalOptResult(mu.detach(), logvar.detach(), torch.stack(history))
+    if return_path:
+        path.append((result.mu, result.logvar))
+        result.mu_path = torch.stack([m for m, _ in path])
+        result.logvar_path = torch.stack([lv for _, lv in path])
+    return result

@@ -3,7 +3,7 @@
     max_{theta, phi}  sum_i ELBO(x_i, f(x_i; phi); theta)
 
 by stochastic gradient ascent on minibatches, with reparameterized samples z = mu + sigma * eps
-(Kingma & Welling, 2014; Rezende et al., 2014). ``train_vae`` is seeded, shows a progress bar,
+(Kingma & Welling, 2014; Rezende et al., 2014). ``train_vae`` draws from a given generator, shows a progress bar,
 records the mean ELBO on the training and test sets after each epoch, and can save a checkpoint
 every epoch (``state_dict`` files only, loaded with ``weights_only=True``) from which training
 resumes bit for bit.
@@ -11,20 +11,19 @@ resumes bit for bit.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ._progress import progress
-from ._random import make_generator
-from ._validate import check_generator, check_positive, check_seed, check_tensor
+from ._validate import check_generator, check_positive
 from .elbo import elbo as elbo_fn
 from .encoders import GaussianEncoder
 from .models import LatentGaussianModel
+from .training import (History, adam, check_counts, check_rates, checked_transform, evaluation_generator, fit_epochs,
+                       prepare_data)
 
-__all__ = ["VAE", "TrainHistory", "train_vae", "save_checkpoint", "load_checkpoint", "mean_elbo"]
+__all__ = ["VAE", "train_vae", "save_checkpoint", "load_checkpoint", "mean_elbo"]
 
 
 class VAE(nn.Module):
@@ -58,20 +57,6 @@ class VAE(nn.Module):
                        generator=generator, validate=False)
 
 
-@dataclass
-class TrainHistory:
-    """Mean per-example ELBO (nats) on the training and test sets after each epoch.
-
-    epochs: [1, 2, ...]; train_elbo, test_elbo: one value per epoch (test_elbo is empty without x_test).
-    """
-    epochs: list[int] = field(default_factory=list)
-    train_elbo: list[float] = field(default_factory=list)
-    test_elbo: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {"epochs": list(self.epochs), "train_elbo": list(self.train_elbo), "test_elbo": list(self.test_elbo)}
-
-
 def _check_vae(vae) -> None:
     if not isinstance(vae, VAE):
         raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
@@ -89,7 +74,7 @@ def mean_elbo(vae: VAE, x: torch.Tensor, *, batch_size: int = 1000, n_samples: i
     return total / x.shape[0]
 
 
-def save_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer, history: TrainHistory, epoch: int,
+def save_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer, history: History, epoch: int,
                     generator: torch.Generator) -> None:
     """Write everything needed to resume training to ``path`` (tensors, numbers and lists only).
 
@@ -111,7 +96,7 @@ def save_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer, history: T
 
 
 def load_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer | None = None,
-                    generator: torch.Generator | None = None) -> tuple[int, TrainHistory]:
+                    generator: torch.Generator | None = None) -> tuple[int, History]:
     """Restore a checkpoint written by ``save_checkpoint`` into ``vae`` (and ``optimizer``, ``generator``).
 
     Loads with ``torch.load(..., weights_only=True)``: only tensors and plain containers are read,
@@ -128,64 +113,70 @@ def load_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer | None = No
         optimizer.load_state_dict(state["optimizer"])
     if generator is not None:
         generator.set_state(state["generator"])
-    h = state["history"]
-    history = TrainHistory([int(e) for e in h["epochs"]], [float(v) for v in h["train_elbo"]],
-                           [float(v) for v in h["test_elbo"]])
+    history = History(**{name: [int(v) if name == "epochs" else float(v) for v in values]
+                         for name, values in state["history"].items()})
     return int(state["epoch"]), history
 
 
 def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = None, *, epochs: int,
-              batch_size: int = 100, lr: float = 1e-3, n_samples: int = 1, seed: int = 0,
-              show_progress: bool = True, checkpoint_path=None, resume: bool = False,
-              eval_batch_size: int = 1000) -> TrainHistory:
+              batch_size: int = 100, lr: float = 1e-3, n_samples: int = 1,
+              generator: torch.Generator | None = None, transform=None, show_progress: bool = True,
+              checkpoint_path=None, resume: bool = False, eval_batch_size: int = 1000) -> History:
     """Train encoder and decoder jointly with Adam on the minibatch ELBO; return the ELBO curves.
 
     x_train: (N, D), x_test: (M, D) or None; both are moved to the device and dtype of vae's
-    parameters. One generator made from ``seed`` shuffles the minibatches and draws the
-    reparameterization noise; the end-of-epoch evaluation uses its own generator (seed + 1,
-    reset each epoch) so evaluating never changes the training trajectory.
+    parameters. ``generator`` (on that device; None: torch's global generator) shuffles the
+    minibatches and draws the reparameterization noise; the end-of-epoch evaluation draws from
+    its own (``training.evaluation_generator``: the seed + 1, afresh each epoch), so evaluating
+    never changes the training trajectory.
+    ``transform(x_batch, generator)``: applied to each training minibatch (see ``training.fit_epochs``)
+    and, with the evaluation generator, to the training set before its end-of-epoch ELBO.
     ``checkpoint_path``: save a checkpoint after every epoch. ``resume=True``: continue from that
-    checkpoint up to ``epochs`` in total, exactly as if training had never stopped.
+    checkpoint up to ``epochs`` in total, exactly as if training had never stopped (both need a
+    generator: its state is part of the checkpoint).
+    Records the columns epochs, train_elbo and test_elbo: the mean ELBO (nats) of the training
+    and test sets after each epoch.
     """
     _check_vae(vae)
-    check_positive("epochs", epochs, integer=True, allow_zero=True)
-    check_positive("batch_size", batch_size, integer=True)
-    check_positive("lr", lr)
-    check_positive("n_samples", n_samples, integer=True)
-    check_positive("eval_batch_size", eval_batch_size, integer=True)
-    check_seed("seed", seed)
+    check_counts(epochs=epochs, batch_size=batch_size, n_samples=n_samples, eval_batch_size=eval_batch_size)
+    check_rates(lr=lr)
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path, got None")
     p = next(vae.parameters())
-    x_train = vae.model.check_x(check_tensor("x_train", x_train, ndim=2), "x_train").to(p.device, p.dtype)
-    if x_test is not None:
-        x_test = vae.model.check_x(check_tensor("x_test", x_test, ndim=2), "x_test").to(p.device, p.dtype)
+    check_generator("generator", generator, p.device)
+    if checkpoint_path is not None and generator is None:
+        raise TypeError("checkpoint_path needs a generator (its state is saved, to resume bit for bit), got None")
+    transform = checked_transform(transform, vae.model)
+    x_train = prepare_data(vae.model, x_train, "x_train", p, transform)
+    x_test = prepare_data(vae.model, x_test, "x_test", p)
 
-    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
-    generator = make_generator(seed, p.device)
-    history, start = TrainHistory(), 0
+    optimizer = adam(vae.parameters(), lr)
+    history, start = History("epochs", "train_elbo", "test_elbo"), 0
     if resume:
         start, history = load_checkpoint(checkpoint_path, vae, optimizer, generator)
 
-    n = x_train.shape[0]
-    bar = progress(range(start, epochs), enabled=show_progress, desc="training the VAE", total=max(epochs - start, 0))
-    for epoch in bar:
-        vae.train()
-        perm = torch.randperm(n, generator=generator, device=p.device)
-        for idx in perm.split(batch_size):
-            loss = -vae.elbo(x_train[idx], n_samples=n_samples, generator=generator).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    def step(x, idx):
+        loss = -vae.elbo(x, n_samples=n_samples, generator=generator).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def end_of_epoch(epoch, _):
         vae.eval()
-        eval_gen = make_generator(seed + 1, p.device)
-        history.epochs.append(epoch + 1)
-        history.train_elbo.append(float(mean_elbo(vae, x_train, batch_size=eval_batch_size, generator=eval_gen)))
+        eval_gen = evaluation_generator(generator)
+        x_seen = x_train if transform is None else transform(x_train, eval_gen)
+        history.record(epochs=epoch, train_elbo=float(mean_elbo(vae, x_seen, batch_size=eval_batch_size,
+                                                                  generator=eval_gen)))
         if x_test is not None:
-            history.test_elbo.append(float(mean_elbo(vae, x_test, batch_size=eval_batch_size, generator=eval_gen)))
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(train=f"{history.train_elbo[-1]:.1f}",
-                            test=f"{history.test_elbo[-1]:.1f}" if history.test_elbo else "-")
+            history.record(test_elbo=float(mean_elbo(vae, x_test, batch_size=eval_batch_size, generator=eval_gen)))
+        vae.train()
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, vae, optimizer, history, epoch + 1, generator)
+            save_checkpoint(checkpoint_path, vae, optimizer, history, epoch, generator)
+        return {"train": f"{history.train_elbo[-1]:.1f}",
+                "test": f"{history.test_elbo[-1]:.1f}" if history.test_elbo else "-"}
+
+    vae.train()
+    fit_epochs(step, x_train, epochs=epochs, batch_size=batch_size, generator=generator, end_of_epoch=end_of_epoch,
+               start=start, transform=transform, desc="training the VAE", show_progress=show_progress)
+    vae.eval()
     return history

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._progress import progress
-from ._validate import check_generator, check_positive
+from ._validate import check_generator
 from .elbo import check_lambda, elbo
 from .local_opt import OPTIMIZERS, optimize_lambda
 from .models import LatentGaussianModel
+from .training import adam, check_counts, check_rates, checked_transform, fit_epochs, prepare_data
 
 __all__ = ["VariationalEMResult", "variational_em"]
 
@@ -32,54 +32,57 @@ class VariationalEMResult:
     elbo_e: torch.Tensor
     elbo_m: torch.Tensor
     epoch_elbo: torch.Tensor
-    n_epochs: int = field(default=0)
+    epochs: int = field(default=0)
 
 
-def variational_em(model: LatentGaussianModel, x: torch.Tensor, *, n_epochs: int = 10, batch_size: int = 100,
-                   e_steps: int = 20, e_lr: float = 0.1, e_optimizer: str = "adam", m_lr: float = 1e-2,
+def variational_em(model: LatentGaussianModel, x: torch.Tensor, *, epochs: int = 10, batch_size: int = 100,
+                   e_iterations: int = 20, e_lr: float = 0.1, e_optimizer: str = "adam", m_lr: float = 1e-2,
                    n_samples: int = 1, mu: torch.Tensor | None = None, logvar: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None, show_progress: bool = True) -> VariationalEMResult:
+                   generator: torch.Generator | None = None, transform=None,
+                   show_progress: bool = True) -> VariationalEMResult:
     """Train ``model`` (theta, in place) on x (n, D) by variational EM with per-example E-steps.
 
-    Each iteration takes a minibatch (order shuffled by ``generator``), runs ``e_steps`` of
+    Each iteration takes a minibatch (order shuffled by ``generator``), runs ``e_iterations`` of
     ``e_optimizer`` on the batch's lambdas (``optimize_lambda``, warm-started from their stored
     values), then one Adam step (learning rate ``m_lr``) on theta maximizing the batch's mean ELBO
     with those lambdas fixed. mu, logvar: optional (n, d) starting lambdas (default mu = 0,
     logvar = 0, i.e. q = the prior). Monte Carlo estimates use ``n_samples`` reparameterized samples.
+    ``transform(x_batch, generator)``: applied to each minibatch (see ``training.fit_epochs``).
     """
-    model.check_x(x)
+    transform = checked_transform(transform, model)
+    x = prepare_data(model, x, "x", x, transform)
     n, d = x.shape[0], model.z_dim
-    for name, v in (("n_epochs", n_epochs), ("batch_size", batch_size), ("n_samples", n_samples)):
-        check_positive(name, v, integer=True)
-    check_positive("e_steps", e_steps, integer=True, allow_zero=True)
-    check_positive("e_lr", e_lr)
-    check_positive("m_lr", m_lr)
+    check_counts(epochs=epochs, batch_size=batch_size, n_samples=n_samples, e_iterations=e_iterations,
+                 allow_zero=("e_iterations",))
+    check_rates(e_lr=e_lr, m_lr=m_lr)
     if e_optimizer not in OPTIMIZERS:
         raise ValueError(f"e_optimizer must be one of {OPTIMIZERS}, got {e_optimizer!r}")
     check_generator("generator", generator, x.device)
     mu = torch.zeros(n, d, device=x.device, dtype=x.dtype) if mu is None else mu.detach().clone()
     logvar = torch.zeros(n, d, device=x.device, dtype=x.dtype) if logvar is None else logvar.detach().clone()
-    check_lambda(model, x, mu, logvar)
+    check_lambda(model, x, mu, logvar, check_x=transform is None)
 
-    opt = torch.optim.Adam(model.parameters(), lr=m_lr)
+    opt = adam(model.parameters(), m_lr)
     elbo_e, elbo_m, epoch_elbo = [], [], []
-    for _ in progress(range(n_epochs), enabled=show_progress, desc="variational EM"):
-        order = torch.randperm(n, generator=generator, device=x.device)
-        start = len(elbo_e)
-        for idx in order.split(batch_size):
-            xb = x[idx]
-            # E-step: per-example gradient ascent on lambda, theta fixed
-            res = optimize_lambda(model, xb, mu[idx], logvar[idx], optimizer=e_optimizer, lr=e_lr,
-                                  n_steps=e_steps, n_samples=n_samples, generator=generator)
-            mu[idx], logvar[idx] = res.mu, res.logvar
-            elbo_e.append(res.elbo[-1].mean())
-            # M-step: one ascent step on theta, lambda fixed
-            value = elbo(model, xb, res.mu, res.logvar, n_samples=n_samples, generator=generator,
-                         validate=False).mean()
-            opt.zero_grad(set_to_none=True)
-            (-value).backward()
-            opt.step()
-            elbo_m.append(value.detach())
-        epoch_elbo.append(torch.stack(elbo_e[start:]).mean())
+
+    def step(xb, idx):
+        # E-step: per-example gradient ascent on lambda, theta fixed
+        res = optimize_lambda(model, xb, mu[idx], logvar[idx], optimizer=e_optimizer, lr=e_lr,
+                              n_iterations=e_iterations, n_samples=n_samples, generator=generator)
+        mu[idx], logvar[idx] = res.mu, res.logvar
+        elbo_e.append(res.elbo[-1].mean())
+        # M-step: one ascent step on theta, lambda fixed
+        value = elbo(model, xb, res.mu, res.logvar, n_samples=n_samples, generator=generator, validate=False).mean()
+        opt.zero_grad(set_to_none=True)
+        (-value).backward()
+        opt.step()
+        elbo_m.append(value.detach())
+        return elbo_e[-1]
+
+    def end_of_epoch(epoch, batch_elbos):
+        epoch_elbo.append(torch.stack(batch_elbos).mean())
+
+    fit_epochs(step, x, epochs=epochs, batch_size=batch_size, generator=generator, end_of_epoch=end_of_epoch,
+               transform=transform, desc="variational EM", show_progress=show_progress)
     return VariationalEMResult(mu, logvar, torch.stack(elbo_e), torch.stack(elbo_m), torch.stack(epoch_elbo),
-                               n_epochs)
+                               epochs)

@@ -52,7 +52,8 @@ def test_m_step_mistakes():
     def old_mean(x, r):  # covariance centred at the data mean instead of the new component mean
         w, mu, _ = good_m_step(x, r)
         diff = x[None] - x.mean(0)
-        return w, mu, torch.einsum("nk,knd,kne->kde", r, diff.expand(len(w), -1, -1), diff.expand(len(w), -1, -1)) / r.sum(0)[:, None, None]
+        spread = diff.expand(len(w), -1, -1)
+        return w, mu, torch.einsum("nk,knd,kne->kde", r, spread, spread) / r.sum(0)[:, None, None]
     with pytest.raises(CheckFailed, match="centred at the NEW mean"):
         ch01.check_m_step(old_mean)
     with pytest.raises(CheckFailed, match="weights must sum to 1"):

@@ -21,7 +21,7 @@ def good_iwae_bound(log_w):
 
 
 def good_gap(model, x, mu, logvar, generator, n_steps=400):
-    fit = optimize_lambda(model, x, mu, logvar, lr=2e-2, n_steps=n_steps, n_samples=10, generator=generator)
+    fit = optimize_lambda(model, x, mu, logvar, lr=2e-2, n_iterations=n_steps, n_samples=10, generator=generator)
     state = generator.get_state()
     before = elbo(model, x, mu, logvar, n_samples=2000, generator=generator)
     generator.set_state(state)
@@ -107,7 +107,7 @@ def test_linear_gaussian_case_gap_is_exact():
     # the closed form ELBO at (mu, logvar) matches a Monte Carlo estimate
     mc = elbo(model, x, mu, logvar, n_samples=20000, generator=torch.Generator().manual_seed(0))
     best = (gap + mc).detach()
-    fit = optimize_lambda(model, x, mu, logvar, lr=2e-2, n_steps=300, n_samples=10,
+    fit = optimize_lambda(model, x, mu, logvar, lr=2e-2, n_iterations=300, n_samples=10,
                           generator=torch.Generator().manual_seed(1))
     at_fit = elbo(model, x, fit.mu, fit.logvar, n_samples=20000, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(at_fit.detach(), best, atol=0.06, rtol=0)

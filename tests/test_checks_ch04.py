@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from iai_core import IterativeEncoder, train_iterative
+from iai_core import IterativeEncoder, make_generator, train_iterative
 from iai_core.checks import CheckFailed, ch04
 
 
@@ -64,7 +64,7 @@ def test_normalize_gradient_without_eps_fails_at_zero():
 def fit_ok(model, x_train):
     enc = IterativeEncoder(model.x_dim, model.z_dim, hidden=64, seed=0)
     train_iterative(enc, model, x_train, epochs=20, n_iterations=5, n_samples=5, batch_size=100, lr_encoder=3e-3,
-                    train_decoder=False, seed=0, show_progress=False)
+                    train_decoder=False, generator=make_generator(0), show_progress=False)
     return enc
 
 

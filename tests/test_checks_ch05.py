@@ -5,11 +5,11 @@ import torch
 from iai_core.checks import CheckFailed, ch05
 
 
-def good_leapfrog(q, p, grad_log_prob, step_size, n_steps):
+def good_leapfrog(q, p, grad_log_prob, step_size, n_leapfrog):
     p = p + 0.5 * step_size * grad_log_prob(q)
-    for i in range(n_steps):
+    for i in range(n_leapfrog):
         q = q + step_size * p
-        if i < n_steps - 1:
+        if i < n_leapfrog - 1:
             p = p + step_size * grad_log_prob(q)
     p = p + 0.5 * step_size * grad_log_prob(q)
     return q, p
@@ -34,26 +34,26 @@ def test_unimplemented_says_so():
             check(todo)
 
 
-def euler(q, p, grad_log_prob, step_size, n_steps):
-    for _ in range(n_steps):
+def euler(q, p, grad_log_prob, step_size, n_leapfrog):
+    for _ in range(n_leapfrog):
         q = q + step_size * p
         p = p + step_size * grad_log_prob(q)
     return q, p
 
 
-def wrong_sign(q, p, grad_log_prob, step_size, n_steps):
-    return good_leapfrog(q, p, lambda x: -grad_log_prob(x), step_size, n_steps)
+def wrong_sign(q, p, grad_log_prob, step_size, n_leapfrog):
+    return good_leapfrog(q, p, lambda x: -grad_log_prob(x), step_size, n_leapfrog)
 
 
-def no_final_half(q, p, grad_log_prob, step_size, n_steps):
+def no_final_half(q, p, grad_log_prob, step_size, n_leapfrog):
     p = p + 0.5 * step_size * grad_log_prob(q)
-    for _ in range(n_steps):
+    for _ in range(n_leapfrog):
         q = q + step_size * p
         p = p + step_size * grad_log_prob(q)
     return q, p
 
 
-def one_step_only(q, p, grad_log_prob, step_size, n_steps):
+def one_step_only(q, p, grad_log_prob, step_size, n_leapfrog):
     return good_leapfrog(q, p, grad_log_prob, step_size, 1)
 
 

@@ -39,9 +39,9 @@ def test_em_iterates_match_sklearn_from_same_start(cov):
     """From the same initial parameters, EM and scikit-learn take the same path."""
     x = blobs()
     init = ic.init_gmm(x, 3, cov, reg=1e-6, generator=torch.Generator().manual_seed(0))
-    for n_iter in (1, 5, 30):
-        ours = ic.fit_gmm(x, 3, covariance_type=cov, n_iter=n_iter, tol=0.0, reg=1e-6, init=init)
-        sk = SkGMM(3, covariance_type=cov, max_iter=n_iter, tol=0.0, reg_covar=1e-6, **to_sklearn_init(init))
+    for n_iterations in (1, 5, 30):
+        ours = ic.fit_gmm(x, 3, covariance_type=cov, n_iterations=n_iterations, tol=0.0, reg=1e-6, init=init)
+        sk = SkGMM(3, covariance_type=cov, max_iter=n_iterations, tol=0.0, reg_covar=1e-6, **to_sklearn_init(init))
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning: we stop it on purpose
@@ -54,7 +54,7 @@ def test_em_iterates_match_sklearn_from_same_start(cov):
 
 def test_converged_log_likelihood_matches_sklearn_own_init():
     x = blobs(900, seed=3)
-    ours = ic.fit_gmm(x, 3, n_iter=500, tol=1e-10, generator=torch.Generator().manual_seed(0))
+    ours = ic.fit_gmm(x, 3, n_iterations=500, tol=1e-10, generator=torch.Generator().manual_seed(0))
     sk = SkGMM(3, n_init=5, tol=1e-10, max_iter=500, random_state=0).fit(x.numpy())
     assert ours.converged
     assert float(ours.log_likelihood[-1]) == pytest.approx(sk.score(x.numpy()), abs=1e-6)
@@ -63,7 +63,7 @@ def test_converged_log_likelihood_matches_sklearn_own_init():
 @pytest.mark.parametrize("cov", ["full", "diag"])
 def test_log_likelihood_is_monotone(cov):
     x = blobs(400, seed=5)
-    res = ic.fit_gmm(x, 4, covariance_type=cov, n_iter=60, tol=0.0, generator=torch.Generator().manual_seed(2))
+    res = ic.fit_gmm(x, 4, covariance_type=cov, n_iterations=60, tol=0.0, generator=torch.Generator().manual_seed(2))
     diffs = res.log_likelihood.diff()
     assert (diffs >= -1e-10).all(), f"log-likelihood decreased by {(-diffs).max():.3g}"
     assert res.log_likelihood.shape == (61,)
@@ -83,7 +83,7 @@ def test_gradient_of_log_likelihood_is_posterior_expectation():
     x = blobs(80)
     gmm = ic.init_gmm(x, 3, generator=torch.Generator().manual_seed(0))
     means = gmm.means.clone().requires_grad_(True)
-    ll = ic.log_likelihood(x, ic.GaussianMixture(gmm.weights, means, gmm.covariances)) * len(x)
+    ll = ic.mixture_log_likelihood(x, ic.GaussianMixture(gmm.weights, means, gmm.covariances)) * len(x)
     (grad,) = torch.autograd.grad(ll, means)
     r = ic.responsibilities(x, gmm)
     prec = torch.linalg.inv(gmm.covariances)
@@ -94,8 +94,8 @@ def test_gradient_of_log_likelihood_is_posterior_expectation():
 def test_em_beats_gradient_ascent_in_iterations():
     x = blobs(600)
     init = ic.init_gmm(x, 3, generator=torch.Generator().manual_seed(4))
-    em = ic.fit_gmm(x, 3, n_iter=200, tol=1e-8, init=init)
-    ga = ic.fit_gmm_gradient(x, init, lr=0.05, n_iter=200)
+    em = ic.fit_gmm(x, 3, n_iterations=200, tol=1e-8, init=init)
+    ga = ic.fit_gmm_gradient(x, init, lr=0.05, n_iterations=200)
     target = float(em.log_likelihood[-1]) - 1e-3
     em_iters = int((em.log_likelihood >= target).nonzero()[0])
     ga_reached = (ga.log_likelihood >= target).nonzero()
@@ -106,15 +106,15 @@ def test_em_beats_gradient_ascent_in_iterations():
 
 def test_seeded_init_is_deterministic():
     x = blobs(300)
-    a = ic.fit_gmm(x, 3, n_iter=10, generator=torch.Generator().manual_seed(7))
-    b = ic.fit_gmm(x, 3, n_iter=10, generator=torch.Generator().manual_seed(7))
+    a = ic.fit_gmm(x, 3, n_iterations=10, generator=torch.Generator().manual_seed(7))
+    b = ic.fit_gmm(x, 3, n_iterations=10, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(a.gmm.means, b.gmm.means, rtol=0, atol=0)
 
 
 def test_collapsing_component_stays_finite():
     """Duplicate points attract a component; reg keeps its covariance invertible."""
     x = torch.cat([blobs(50), torch.full((20, 2), 3.0, dtype=torch.float64)])
-    res = ic.fit_gmm(x, 4, n_iter=100, reg=1e-6, generator=torch.Generator().manual_seed(0))
+    res = ic.fit_gmm(x, 4, n_iterations=100, reg=1e-6, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(res.log_likelihood).all()
 
 
@@ -122,7 +122,7 @@ def test_collapsing_component_stays_finite():
 def test_device_and_dtype_follow_the_data(device, dtype, cov):
     x = blobs(200, dtype=dtype, device=device)
     g = torch.Generator(device=device).manual_seed(0)
-    res = ic.fit_gmm(x, 3, covariance_type=cov, n_iter=20, generator=g, reg=1e-4)
+    res = ic.fit_gmm(x, 3, covariance_type=cov, n_iterations=20, generator=g, reg=1e-4)
     for t in (res.gmm.weights, res.gmm.means, res.gmm.covariances, res.log_likelihood):
         assert t.device.type == device.type and t.dtype == dtype
     assert (res.log_likelihood.diff() >= -1e-4).all()
@@ -131,8 +131,8 @@ def test_device_and_dtype_follow_the_data(device, dtype, cov):
 def test_float32_agrees_with_float64():
     x = blobs(500)
     init = ic.init_gmm(x, 3, generator=torch.Generator().manual_seed(0))
-    r64 = ic.fit_gmm(x, 3, n_iter=50, tol=0.0, init=init)
-    r32 = ic.fit_gmm(x.float(), 3, n_iter=50, tol=0.0, init=init)
+    r64 = ic.fit_gmm(x, 3, n_iterations=50, tol=0.0, init=init)
+    r32 = ic.fit_gmm(x.float(), 3, n_iterations=50, tol=0.0, init=init)
     assert float(r32.log_likelihood[-1]) == pytest.approx(float(r64.log_likelihood[-1]), abs=1e-4)
 
 
@@ -145,7 +145,7 @@ def test_float32_agrees_with_float64():
     (dict(reg=0.0), "reg must be > 0"),
     (dict(reg=-1e-3), "reg must be > 0"),
     (dict(covariance_type="spherical"), "covariance_type must be one of"),
-    (dict(n_iter=0), "n_iter must be > 0"),
+    (dict(n_iterations=0), "n_iterations must be > 0"),
 ])
 def test_bad_input_raises_clear_error(kwargs, match):
     args = dict(x=torch.randn(10, 2), n_components=2)
@@ -163,14 +163,14 @@ def test_mismatched_features():
     x = torch.randn(10, 2)
     gmm = ic.init_gmm(x, 2, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="x has 3 features but the mixture has 2"):
-        ic.log_likelihood(torch.randn(10, 3), gmm)
+        ic.mixture_log_likelihood(torch.randn(10, 3), gmm)
 
 
 def test_float32_far_from_origin_stays_accurate():
     """Clusters far from the origin: the M-step centres at each component mean, so float32 stays accurate."""
     x = blobs(500) + 1000.0
     init = ic.init_gmm(x, 3, generator=torch.Generator().manual_seed(0))
-    r64 = ic.fit_gmm(x, 3, n_iter=30, tol=0.0, init=init)
-    r32 = ic.fit_gmm(x.float(), 3, n_iter=30, tol=0.0, init=init)
+    r64 = ic.fit_gmm(x, 3, n_iterations=30, tol=0.0, init=init)
+    r32 = ic.fit_gmm(x.float(), 3, n_iterations=30, tol=0.0, init=init)
     assert float(r32.log_likelihood[-1]) == pytest.approx(float(r64.log_likelihood[-1]), abs=1e-3)
     torch.testing.assert_close(r32.gmm.covariances.double(), r64.gmm.covariances, rtol=1e-3, atol=1e-3)

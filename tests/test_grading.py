@@ -23,8 +23,8 @@ def test_records_keep_plain_values_exactly():
     f32 = torch.randn(5).float()
     assert torch.equal(roundtrip(f32), f32) and roundtrip(f32).dtype == torch.float32
     special = torch.tensor([math.nan, math.inf, -math.inf, 1.5])
-    assert torch.equal(roundtrip(special).isnan(), special.isnan()) and roundtrip(special)[1:].tolist() == [math.inf,
-                                                                                                          -math.inf, 1.5]
+    assert torch.equal(roundtrip(special).isnan(), special.isnan())
+    assert roundtrip(special)[1:].tolist() == [math.inf, -math.inf, 1.5]
     nested = roundtrip((t, [1, 2.5, None, "a", True], {"k": 3}))
     assert type(nested) is tuple and torch.equal(nested[0], t) and nested[1:] == ([1, 2.5, None, "a", True], {"k": 3})
     out = roundtrip((1, 2.5, None, "a", True))

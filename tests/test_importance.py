@@ -6,6 +6,7 @@ from torch.distributions import MultivariateNormal
 
 from iai_core import (LatentGaussianModel, elbo, log_importance_weights, log_marginal_is, log_normal_diag,
                       make_generator)
+from iai_core.reference import FactorAnalysis
 
 
 def linear_gaussian(seed=0, x_dim=5, z_dim=2, dtype=torch.float64, device="cpu"):
@@ -16,30 +17,9 @@ def linear_gaussian(seed=0, x_dim=5, z_dim=2, dtype=torch.float64, device="cpu")
     return model.to(device=device, dtype=dtype)
 
 
-def exact_log_px(model, x):
-    """log N(x; b, W W^T + diag exp(x_logvar)), the closed form, with torch.distributions."""
-    lin = model.decoder[0]
-    W, b = lin.weight, lin.bias
-    cov = W @ W.T + torch.diag(model.x_logvar.exp())
-    return MultivariateNormal(b, covariance_matrix=cov).log_prob(x)
-
-
-def exact_posterior(model, x):
-    """p(z | x) = N(m, S): S = (I + W^T Psi^-1 W)^-1, m = S W^T Psi^-1 (x - b)."""
-    lin = model.decoder[0]
-    W, b = lin.weight, lin.bias
-    psi_inv = torch.exp(-model.x_logvar)
-    S = torch.linalg.inv(torch.eye(model.z_dim, dtype=W.dtype, device=W.device) + W.T @ (psi_inv[:, None] * W))
-    m = (x - b) @ (psi_inv[:, None] * W) @ S
-    return m, S
-
-
 def data(model, n, seed=1):
-    g = make_generator(seed)
-    W, b = model.decoder[0].weight.detach().cpu(), model.decoder[0].bias.detach().cpu()
-    z = torch.randn(n, model.z_dim, generator=g, dtype=W.dtype)
-    x = z @ W.T + b + torch.randn(n, model.x_dim, generator=g, dtype=W.dtype) * model.x_logvar.detach().cpu().mul(0.5).exp()
-    return x.to(model.x_logvar.device)
+    """n draws from the model's p(x), on its device."""
+    return FactorAnalysis.of(model).sample(n, seed=seed, device=model.x_logvar.device, dtype=model.x_logvar.dtype)
 
 
 @torch.no_grad()
@@ -54,7 +34,7 @@ def test_is_matches_closed_form_within_standard_error(device):
     est = torch.logsumexp(log_w, 0) - math.log(K)
     w = torch.exp(log_w - log_w.max(0).values)
     se = w.std(0) / (w.mean(0) * math.sqrt(K))                                      # delta method
-    exact = exact_log_px(model, x)
+    exact = FactorAnalysis.of(model).log_marginal(x)
     assert ((est - exact).abs() < 4 * se + 1e-6).all()
     # the chunked estimator with the same proposal agrees with the closed form as well
     chunked = log_marginal_is(model, x, mu, logvar, n_samples=K, chunk_size=3000, generator=make_generator(1, device))
@@ -66,7 +46,7 @@ def test_is_matches_closed_form_within_standard_error(device):
 def test_exact_posterior_as_proposal_gives_log_px_exactly(device):
     model = linear_gaussian(seed=3, device=device)
     x = data(model, 4, seed=2)
-    m, S = exact_posterior(model, x)
+    m, S = FactorAnalysis.of(model).posterior(x)
     post = MultivariateNormal(m, covariance_matrix=S.expand(4, 2, 2))
     g, L = make_generator(0, device), torch.linalg.cholesky(S)
 
@@ -75,7 +55,7 @@ def test_exact_posterior_as_proposal_gives_log_px_exactly(device):
         return model.log_joint(x, z) - post.log_prob(z)
 
     est = log_marginal_is(model, x, n_samples=50, chunk_size=7, log_weights_fn=log_weights_fn)
-    torch.testing.assert_close(est, exact_log_px(model, x), atol=1e-8, rtol=0)
+    torch.testing.assert_close(est, FactorAnalysis.of(model).log_marginal(x), atol=1e-8, rtol=0)
 
 
 @torch.no_grad()
@@ -86,7 +66,7 @@ def test_is_is_at_least_the_elbo_and_at_most_log_px():
     logvar = torch.full_like(mu, -1.0)
     lower = elbo(model, x, mu, logvar, n_samples=2000, generator=make_generator(0)).mean()
     iwae = log_marginal_is(model, x, mu, logvar, n_samples=2000, generator=make_generator(1)).mean()
-    exact = exact_log_px(model, x).mean()
+    exact = FactorAnalysis.of(model).log_marginal(x).mean()
     assert lower < iwae - 0.1
     assert iwae <= exact + 0.01
 
@@ -101,7 +81,7 @@ def test_iwae_bound_grows_with_k():
     bounds = [log_marginal_is(model, x, mu, logvar, n_samples=k, generator=make_generator(k)).mean()
               for k in (1, 4, 16, 64, 256)]
     assert all(b < a for b, a in zip(bounds, bounds[1:]))
-    assert bounds[-1] <= exact_log_px(model, x).mean() + 0.01
+    assert bounds[-1] <= FactorAnalysis.of(model).log_marginal(x).mean() + 0.01
 
 
 def test_chunking_combines_exactly():

@@ -2,32 +2,11 @@ import pytest
 import torch
 from torch import nn
 
-from iai_core import (IterativeEncoder, IterativeHistory, LatentGaussianModel, elbo, elbo_grad, gated_update,
+from iai_core import (History, IterativeEncoder, LatentGaussianModel, elbo, elbo_grad, gated_update,
                       iterative_inference, load_digits, make_generator, normalize, prediction_errors,
                       train_iterative, train_step)
-
-
-def linear_gaussian(x_dim=6, z_dim=2, seed=0, dtype=torch.float64):
-    """A linear-Gaussian model (factor analysis): p(x | z) = N(W z + b, diag sigma^2)."""
-    model = LatentGaussianModel(x_dim, z_dim, depth=0, likelihood="gaussian", seed=seed).to(dtype=dtype)
-    with torch.no_grad():
-        model.x_logvar.copy_(torch.linspace(-1.0, 0.5, x_dim, dtype=dtype))
-    return model
-
-
-def closed_form_optimum(model, x):
-    """The best diagonal Gaussian q for a linear-Gaussian model, and its ELBO, from the exact posterior."""
-    W, b = model.decoder[0].weight, model.decoder[0].bias
-    prec_x = torch.exp(-model.x_logvar)
-    precision = torch.eye(model.z_dim, dtype=x.dtype) + W.T @ (prec_x[:, None] * W)
-    cov = torch.linalg.inv(precision)
-    mean = (x - b) @ (prec_x[:, None] * W) @ cov
-    marginal = torch.distributions.MultivariateNormal(b, W @ W.T + torch.diag(model.x_logvar.exp()))
-    posterior = torch.distributions.MultivariateNormal(mean, covariance_matrix=cov)
-    var_opt = 1.0 / torch.diagonal(precision)                    # KL(q || p) optimum for a diagonal q
-    q_opt = torch.distributions.MultivariateNormal(mean, covariance_matrix=torch.diag(var_opt))
-    elbo_opt = marginal.log_prob(x) - torch.distributions.kl_divergence(q_opt, posterior)
-    return mean, var_opt.log().expand_as(mean), elbo_opt
+from iai_core.reference import FactorAnalysis
+from test_importance import linear_gaussian
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +60,8 @@ def test_encoder_input_size(encoding, normalization, include_x, want):
     enc = IterativeEncoder(10, 3, hidden=8, encoding=encoding, normalization=normalization, include_x=include_x)
     assert enc.input_dim == want
     x = torch.zeros(4, 10)
-    signal = (torch.randn(4, 3), torch.randn(4, 3)) if encoding == "gradient" else (torch.randn(4, 10), torch.randn(4, 3))
+    signal = ((torch.randn(4, 3), torch.randn(4, 3)) if encoding == "gradient"
+              else (torch.randn(4, 10), torch.randn(4, 3)))
     assert enc.features(x, torch.zeros(4, 3), torch.zeros(4, 3), signal).shape == (4, want)
 
 
@@ -99,7 +79,7 @@ def test_gate_keeps_lambda_finite_for_extreme_gradients(normalization):
 
 def test_prediction_errors_build_the_gradient_on_a_linear_gaussian_model():
     # d ELBO / d mu = W^T eps_x - mu with analytic KL: the gradient is a fixed linear map of the errors
-    model = linear_gaussian()
+    model = linear_gaussian(x_dim=6)
     x = torch.randn(5, 6, dtype=torch.float64, generator=make_generator(1))
     mu = torch.randn(5, 2, dtype=torch.float64, generator=make_generator(2))
     logvar = torch.full((5, 2), -1.0, dtype=torch.float64)
@@ -139,7 +119,7 @@ def test_one_iteration_is_a_standard_encoder_of_an_affine_function_of_x():
     # On a linear-Gaussian model both gradients at the prior are affine in x for fixed noise eps
     # (grad_mu = A x + c, grad_logvar = eps-weighted A x + c'), so lambda_1 = f(affine(x)) is a
     # standard inference model with a fixed first layer.
-    model = linear_gaussian()
+    model = linear_gaussian(x_dim=6)
     enc = IterativeEncoder(6, 2, hidden=16, normalization="none", seed=2).to(torch.float64)
     g = make_generator(0)
     x1, x2 = (torch.randn(4, 6, dtype=torch.float64, generator=g) for _ in range(2))
@@ -163,7 +143,8 @@ def test_per_iteration_elbo_is_chapter_3_estimator():
     enc = IterativeEncoder(8, 2, hidden=8, seed=1)
     res = iterative_inference(enc, model, x, n_iterations=4, n_samples=3, generator=make_generator(7))
     g = make_generator(7)
-    replay = torch.stack([elbo(model, x, m, lv, n_samples=3, generator=g) for m, lv in zip(res.mu_path, res.logvar_path)])
+    replay = torch.stack([elbo(model, x, m, lv, n_samples=3, generator=g)
+                          for m, lv in zip(res.mu_path, res.logvar_path)])
     torch.testing.assert_close(res.elbo, replay)
 
 
@@ -225,7 +206,7 @@ def test_compiled_step_is_the_eager_step(device, encoding):
 
 
 def test_decoder_is_constant_only_during_the_step():
-    from iai_core.iterative import _constant
+    from iai_core.gated import constant
     model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
     model.decoder[0].bias.requires_grad_(False)                     # frozen by the user: stays frozen
     flags = [p.requires_grad for p in model.parameters()]
@@ -236,7 +217,7 @@ def test_decoder_is_constant_only_during_the_step():
                    generator=make_generator(1))
         assert [p.requires_grad for p in model.parameters()] == flags
     with pytest.raises(RuntimeError, match="inside"):
-        with _constant(list(model.parameters())):
+        with constant(list(model.parameters())):
             assert not any(p.requires_grad for p in model.parameters())
             raise RuntimeError("inside")
     assert [p.requires_grad for p in model.parameters()] == flags
@@ -265,10 +246,11 @@ def test_trained_model_approaches_the_closed_form_optimum_on_a_linear_gaussian_m
     enc = IterativeEncoder(6, 2, hidden=32, depth=2, normalization="log_sign", seed=4).double()
     before = [p.clone() for p in model.parameters()]
     hist = train_iterative(enc, model, x[:448], epochs=40, n_iterations=4, n_samples=4, batch_size=64,
-                           lr_encoder=3e-3, train_decoder=False, seed=0, show_progress=False)
+                           lr_encoder=3e-3, train_decoder=False, generator=make_generator(0), show_progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))    # theta untouched
     x_test = x[448:]
-    _, _, elbo_opt = closed_form_optimum(model, x_test)
+    ref = FactorAnalysis.of(model)
+    elbo_opt = ref.elbo_diag(x_test, *ref.best_diagonal(x_test))
     res = iterative_inference(enc, model, x_test, n_iterations=4, n_samples=4, generator=make_generator(2))
     final = elbo(model, x_test, res.mu, res.logvar, n_samples=2000, generator=make_generator(3))
     prior_gap = float((elbo_opt - res.elbo[0]).detach().mean())
@@ -285,10 +267,10 @@ def test_training_on_digits_raises_the_elbo_and_is_reproducible(digits):
         model = LatentGaussianModel(64, 4, hidden=32, depth=1, seed=0)
         enc = IterativeEncoder(64, 4, hidden=32, depth=1, seed=1)
         return train_iterative(enc, model, x_train, x_test, epochs=3, n_iterations=2, n_samples=2, batch_size=100,
-                               lr_encoder=3e-3, lr_decoder=3e-3, seed=seed, show_progress=False)
+                               lr_encoder=3e-3, lr_decoder=3e-3, generator=make_generator(seed), show_progress=False)
 
     h1, h2, h3 = run(0), run(0), run(1)
-    assert isinstance(h1, IterativeHistory) and h1.epochs == [1, 2, 3]
+    assert isinstance(h1, History) and h1.epochs == [1, 2, 3]
     assert len(h1.train_elbo) == len(h1.test_elbo) == 3
     assert h1.test_elbo[-1] > h1.test_elbo[0]
     assert h1 == h2 and h1 != h3
@@ -354,24 +336,7 @@ def test_bad_arguments_raise():
         train_iterative(enc, model, x, epochs=1, batch_size=0)
     with pytest.raises(ValueError, match="lr_encoder must be > 0"):
         train_iterative(enc, model, x, epochs=1, lr_encoder=-1.0)
-    with pytest.raises(TypeError, match="seed must be an int"):
-        train_iterative(enc, model, x, epochs=1, seed=1.5)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        train_iterative(enc, model, x, epochs=1, generator=1)
     with pytest.raises(ValueError, match="x_train must contain only 0s and 1s"):
         train_iterative(enc, model, x + 0.5, epochs=1)
-
-
-def test_fused_adam_is_the_same_update_as_adam(device):
-    from iai_core.iterative import _adam
-    g = make_generator(0, device)
-    w0 = torch.randn(5, 3, generator=g, device=device)
-    grads = [torch.randn(5, 3, generator=g, device=device) for _ in range(4)]
-    out = []
-    for make in (lambda p: torch.optim.Adam(p, lr=1e-2), lambda p: _adam(p, 1e-2)):
-        w = torch.nn.Parameter(w0.clone())
-        opt = make([w])
-        for gr in grads:
-            w.grad = gr.clone()
-            opt.step()
-        out.append(w.detach())
-    torch.testing.assert_close(out[0], out[1])
-    assert not torch.equal(out[0], w0)

@@ -1,19 +1,19 @@
 import pytest
 import torch
-from sklearn.decomposition import FactorAnalysis
-from torch.distributions import MultivariateNormal
+from sklearn.decomposition import FactorAnalysis as SklearnFA
 
 from iai_core import LatentGaussianModel, LinearGaussianModel, linear_variational_em
+from iai_core.reference import FactorAnalysis
 
 
 def _model(device, dtype=torch.float64, seed=0, D=6, d=2):
-    g = torch.Generator().manual_seed(seed)
-    W = torch.randn(D, d, generator=g, dtype=torch.float64)
-    b = torch.randn(D, generator=g, dtype=torch.float64)
-    psi = 0.2 + torch.rand(D, generator=g, dtype=torch.float64)
-    model = LinearGaussianModel(D, d).double().set_parameters(W, b, psi).to(device=device, dtype=dtype)
-    x = (torch.randn(5, D, generator=g, dtype=torch.float64) * 2 + b).to(device=device, dtype=dtype)
-    return model, x
+    """A factor-analysis model (the code under test) and 5 points: the reference is ``_reference``."""
+    fa = FactorAnalysis.random(D, d, seed=seed)
+    return fa.model(device, dtype), fa.sample(5, seed=seed + 1, device=device, dtype=dtype)
+
+
+def _reference(model):
+    return FactorAnalysis.of(model)
 
 
 def test_is_the_latent_gaussian_model_with_a_linear_decoder():
@@ -23,18 +23,27 @@ def test_is_the_latent_gaussian_model_with_a_linear_decoder():
     torch.testing.assert_close(model.decode(z), z @ model.W.T + model.b)
 
 
-def test_posterior_and_marginal_against_joint_gaussian_conditioning(device):
+def test_closed_forms_agree_with_the_joint_gaussian_reference(device):
+    """posterior, log p(x), both ELBOs, the best diagonal q, its gap and the KL to the posterior, each
+    against the reference (joint-Gaussian conditioning and torch.distributions)."""
     model, x = _model(device)
-    W, b, psi = model.W.detach(), model.b.detach(), model.psi.detach()
-    cov_x = W @ W.T + torch.diag(psi)
-    ref_logp = MultivariateNormal(b, covariance_matrix=cov_x).log_prob(x)
-    torch.testing.assert_close(model.log_marginal(x), ref_logp)
-    # p(z | x) from the joint Gaussian of (z, x): mean W^T cov_x^-1 (x - b), cov I - W^T cov_x^-1 W
-    mean_ref = (x - b) @ torch.linalg.solve(cov_x, W)
-    cov_ref = torch.eye(2, dtype=x.dtype, device=device) - W.T @ torch.linalg.solve(cov_x, W)
+    ref = _reference(model)
     mean, cov = model.posterior(x)
-    torch.testing.assert_close(mean, mean_ref)
-    torch.testing.assert_close(cov, cov_ref)
+    ref_mean, ref_cov = ref.posterior(x)
+    torch.testing.assert_close(mean, ref_mean)
+    torch.testing.assert_close(cov, ref_cov)
+    torch.testing.assert_close(model.log_marginal(x), ref.log_marginal(x))
+    g = torch.Generator().manual_seed(3)
+    mu = torch.randn(5, 2, generator=g, dtype=torch.float64).to(device)
+    logvar = torch.randn(5, 2, generator=g, dtype=torch.float64).to(device)
+    A = torch.randn(5, 2, 2, generator=g, dtype=torch.float64).to(device)
+    full_cov = A @ A.transpose(1, 2) + 0.1 * torch.eye(2, dtype=torch.float64, device=device)
+    torch.testing.assert_close(model.elbo_diag(x, mu, logvar), ref.elbo_diag(x, mu, logvar))
+    torch.testing.assert_close(model.elbo_full(x, mu, full_cov), ref.elbo(x, mu, full_cov))
+    torch.testing.assert_close(model.kl_to_posterior(x, mu, full_cov), ref.log_marginal(x) - ref.elbo(x, mu, full_cov))
+    for got, want in zip(model.best_diagonal(x), ref.best_diagonal(x)):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(model.mean_field_gap(), ref.mean_field_gap().to(device))
 
 
 def test_elbo_full_equals_log_marginal_at_the_posterior_and_is_below_elsewhere(device):
@@ -98,14 +107,14 @@ def test_variational_em_full_matches_sklearn_and_mean_field_ends_lower():
     z = torch.randn(300, 2, generator=g, dtype=torch.float64)
     x = z @ model.W.detach().T + model.b.detach() + model.psi.detach().sqrt() * torch.randn(300, 8, generator=g,
                                                                                              dtype=torch.float64)
-    full = linear_variational_em(x, 2, family="full", n_iters=300, seed=0)
-    diag = linear_variational_em(x, 2, family="diagonal", n_iters=300, seed=0)
-    sk = FactorAnalysis(2, tol=1e-10, max_iter=10_000, svd_method="lapack").fit(x.numpy()).score(x.numpy())
-    assert abs(full.log_lik[-1].item() - sk) < 1e-5                # EM reaches maximum likelihood (1e-5 nats)
+    full = linear_variational_em(x, 2, family="full", n_iterations=300, seed=0)
+    diag = linear_variational_em(x, 2, family="diagonal", n_iterations=300, seed=0)
+    sk = SklearnFA(2, tol=1e-10, max_iter=10_000, svd_method="lapack").fit(x.numpy()).score(x.numpy())
+    assert abs(full.log_likelihood[-1].item() - sk) < 1e-5                # EM reaches maximum likelihood (1e-5 nats)
     assert full.gap.abs().max() < 1e-9                             # the full family is exact
-    assert (full.log_lik.diff() > -1e-10).all()                    # EM never decreases log p(x)
+    assert (full.log_likelihood.diff() > -1e-10).all()                    # EM never decreases log p(x)
     assert (diag.elbo.diff() > -1e-10).all()                       # variational EM never decreases its ELBO
-    assert (diag.gap >= -1e-12).all() and diag.log_lik[-1] < sk    # mean field: a bound, and lower at 300 its
+    assert (diag.gap >= -1e-12).all() and diag.log_likelihood[-1] < sk    # mean field: a bound, and lower at 300 its
 
 
 def test_device_and_dtype(device, dtype):
@@ -113,8 +122,8 @@ def test_device_and_dtype(device, dtype):
     mean, cov = model.posterior(x)
     assert mean.dtype == dtype and mean.device.type == device.type and cov.shape == (2, 2)
     assert model.log_marginal(x).dtype == dtype
-    res = linear_variational_em(x, 2, family="diagonal", n_iters=3, seed=0)
-    assert res.log_lik.shape == (4,) and res.model.W.device.type == device.type and res.model.W.dtype == dtype
+    res = linear_variational_em(x, 2, family="diagonal", n_iterations=3, seed=0)
+    assert res.log_likelihood.shape == (4,) and res.model.W.device.type == device.type and res.model.W.dtype == dtype
 
 
 def test_bad_inputs():

@@ -78,7 +78,8 @@ def test_imports_only_what_colab_has(path):
     stdlib = set(sys.stdlib_module_names)
     for cell in code_cells(load(path)):
         for mod in imported_modules(src(cell)):
-            assert mod in stdlib or mod in COLAB_MODULES, f"{mod} is neither preinstalled in Colab nor installed with iai_core"
+            assert mod in stdlib or mod in COLAB_MODULES, \
+                f"{mod} is neither preinstalled in Colab nor installed with iai_core"
 
 
 @pytest.mark.parametrize("path", EXECUTED, ids=ids(EXECUTED))

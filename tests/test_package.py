@@ -42,24 +42,25 @@ def test_module_names_are_not_shadowed():
     """Each module stays reachable as iai_core.<module>. The one exception is by design: the
     function iai_core.elbo (the book's central estimator) stands for its module iai_core.elbo."""
     import inspect
-    for name in ["gmm", "gaussian", "models", "local_opt", "encoders", "importance", "vae", "gaps",
-                 "iterative", "hmc", "semi_implicit", "targets", "data"]:
+    for name in ["gmm", "gaussian", "models", "local_opt", "encoders", "importance", "vae", "gaps", "training",
+                 "gated", "iterative", "hierarchical", "hmc", "semi_implicit", "sivi", "uivi", "semi_implicit_training",
+                 "targets", "data"]:
         __import__(f"iai_core.{name}")
         assert inspect.ismodule(getattr(iai_core, name)), name
 
 
-@pytest.mark.parametrize("seed", [1.5, "3", True, None])
-def test_training_loops_refuse_a_seed_that_is_not_an_int(seed):
+@pytest.mark.parametrize("generator", [1.5, "3", True, 0])
+def test_training_loops_take_a_generator_not_a_seed(generator):
     import iai_core
     data = iai_core.load_digits()
     x = data.x_train[:8]
     model = iai_core.LatentGaussianModel(64, 2, hidden=8, seed=0)
     enc = iai_core.IterativeEncoder(64, 2, hidden=8, seed=1)
-    with pytest.raises(TypeError, match="seed must be an int, got"):
-        iai_core.train_iterative(enc, model, x, epochs=1, seed=seed, show_progress=False)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got"):
+        iai_core.train_iterative(enc, model, x, epochs=1, generator=generator, show_progress=False)
     hmodel = iai_core.HierarchicalModel(64, 2, 2, hidden=8, seed=0)
-    with pytest.raises(TypeError, match="seed must be an int, got"):
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got"):
         iai_core.train_hierarchical(iai_core.HierarchicalEncoder(64, 2, 2, hidden=8, seed=1), hmodel, x, epochs=1,
-                                    seed=seed, show_progress=False)
+                                    generator=generator, show_progress=False)
     with pytest.raises(TypeError, match="seed must be an int or None, got"):
         iai_core.make_generator(1.5)

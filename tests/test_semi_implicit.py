@@ -5,9 +5,10 @@ import torch
 
 from iai_core import LatentGaussianModel, make_generator
 from iai_core.hmc import autograd_grad
-from iai_core.semi_implicit import (SemiImplicit, elbo_bounds, fit_semi_implicit, gaussian_elbo,
-                                    log_marginal_semi_implicit, reverse_conditional, score_from_samples, sivi_elbo,
-                                    train_semi_implicit_vae, uivi_score, uivi_surrogate)
+from iai_core.semi_implicit import SemiImplicit
+from iai_core.semi_implicit_training import fit_semi_implicit, train_semi_implicit_vae
+from iai_core.sivi import elbo_bounds, gaussian_elbo, log_marginal_semi_implicit, sivi_elbo
+from iai_core.uivi import reverse_conditional, score_from_samples, uivi_score, uivi_surrogate
 from iai_core.targets import two_modes
 
 
@@ -157,13 +158,29 @@ def test_fit_improves_the_elbo_and_records_history():
     target = two_modes()
     for method, depth in (("sivi", 2), ("uivi", 2), ("gaussian", 0)):
         q = SemiImplicit(2, 3 if depth else 2, hidden=16, depth=depth, seed=0)
-        h = fit_semi_implicit(q, target.log_density, method=method, n_iters=60, n_samples=32, lr=0.02,
-                              eval_every=30, eval_samples=200, eval_mixing=200, show_progress=False)
-        assert h.iters == [0, 30, 60] and len(h.seconds) == 3 and h.seconds[0] == 0.0
+        h = fit_semi_implicit(q, target.log_density, method=method, n_iterations=60, n_samples=32, lr=0.02,
+                              eval_every=30, eval_samples=200, eval_mixing=200, generator=make_generator(0),
+                              show_progress=False)
+        assert h.iterations == [0, 30, 60] and len(h.seconds) == 3 and h.seconds[0] == 0.0
         assert h.elbo_upper[-1] > h.elbo_upper[0] + 0.5
         assert all(lo <= up + 1e-6 for lo, up in zip(h.elbo_lower, h.elbo_upper))
         if method == "uivi":
-            assert len(h.step_size) == 3 and h.step_size[-1] != h.step_size[0]
+            assert len(h.step_size) == len(h.accept_rate) == 3 and all(0 < a <= 1 for a in h.accept_rate[1:])
+        else:
+            assert h.step_size == [] and h.accept_rate == []
+
+
+def test_uivi_fit_carries_the_adapted_step_size_over_iterations():
+    """A tiny step is accepted (almost) always, so each of the 5 burn-in iterations of every HMC call
+    grows it by 1 + 0.01 * 0.1 / 0.9; carried over, after 10 and 20 iterations it has grown 50 and 100
+    times (a fit that restarted each call from the initial step would record 5 growths at most)."""
+    q = SemiImplicit(2, 3, hidden=16, depth=2, seed=0)
+    h = fit_semi_implicit(q, two_modes().log_density, method="uivi", n_iterations=20, n_samples=16, lr=0.01,
+                          step_size=1e-3, eval_every=10, eval_samples=50, eval_mixing=50, generator=make_generator(0),
+                          show_progress=False)
+    growth = 1 + 0.01 * (1.0 - 0.9) / 0.9
+    assert h.step_size == pytest.approx([1e-3, 1e-3 * growth ** 50, 1e-3 * growth ** 100], rel=1e-4)
+    assert h.accept_rate[1:] == [1.0, 1.0]
 
 
 def test_amortized_vae_training_and_log_marginal():
@@ -173,7 +190,7 @@ def test_amortized_vae_training_and_log_marginal():
     q = SemiImplicit(2, 4, x_dim=16, hidden=16, seed=1)
     for method in ("uivi", "sivi"):
         h = train_semi_implicit_vae(q, model, x[:100], x[100:], method=method, epochs=2, batch_size=50,
-                                    n_mixing=10, eval_mixing=20, show_progress=False)
+                                    n_mixing=10, eval_mixing=20, generator=make_generator(0), show_progress=False)
         assert h.epochs == [1, 2] and len(h.test_elbo_lower) == 2 and all(math.isfinite(v) for v in h.train_objective)
     assert len(h.step_size) == 0
     xt = x[100:]

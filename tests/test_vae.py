@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from iai_core import (VAE, GaussianEncoder, LatentGaussianModel, TrainHistory, elbo, load_checkpoint,
+from iai_core import (VAE, GaussianEncoder, History, LatentGaussianModel, elbo, load_checkpoint,
                       load_digits, make_generator, mean_elbo, save_checkpoint, train_vae)
 
 
@@ -35,8 +35,9 @@ def test_training_raises_the_elbo_and_records_curves(digits, device):
     x_train, x_test = (x.to(device) for x in digits)
     vae = small_vae().to(device)
     before = float(mean_elbo(vae, x_train, generator=make_generator(1, device)))
-    hist = train_vae(vae, x_train, x_test, epochs=5, batch_size=50, lr=3e-3, seed=0, show_progress=False)
-    assert isinstance(hist, TrainHistory)
+    hist = train_vae(vae, x_train, x_test, epochs=5, batch_size=50, lr=3e-3, generator=make_generator(0, device),
+                     show_progress=False)
+    assert isinstance(hist, History)
     assert hist.epochs == [1, 2, 3, 4, 5]
     assert len(hist.train_elbo) == len(hist.test_elbo) == 5
     assert all(isinstance(v, float) for v in hist.train_elbo + hist.test_elbo)
@@ -54,9 +55,9 @@ def test_no_test_set_gives_empty_test_curve(digits):
 
 def test_training_is_reproducible_from_the_seed(digits):
     a, b, c = small_vae(), small_vae(), small_vae()
-    ha = train_vae(a, digits[0], epochs=2, seed=3, show_progress=False)
-    hb = train_vae(b, digits[0], epochs=2, seed=3, show_progress=False)
-    train_vae(c, digits[0], epochs=2, seed=4, show_progress=False)
+    ha = train_vae(a, digits[0], epochs=2, generator=make_generator(3), show_progress=False)
+    hb = train_vae(b, digits[0], epochs=2, generator=make_generator(3), show_progress=False)
+    train_vae(c, digits[0], epochs=2, generator=make_generator(4), show_progress=False)
     assert ha == hb
     for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
         assert torch.equal(pa, pb)
@@ -72,7 +73,7 @@ def test_checkpoint_roundtrip_gives_identical_outputs(tmp_path, digits, device):
     opt.step()
     gen = make_generator(7, device)
     torch.randn(3, generator=gen, device=device)
-    hist = TrainHistory([1], [-30.0], [-31.0])
+    hist = History(epochs=[1], train_elbo=[-30.0], test_elbo=[-31.0])
     path = tmp_path / "ck.pt"
     save_checkpoint(path, vae, opt, hist, 1, gen)
 
@@ -98,7 +99,8 @@ def test_checkpoint_roundtrip_gives_identical_outputs(tmp_path, digits, device):
 
 def test_checkpoint_is_loadable_with_weights_only(tmp_path, digits):
     path = tmp_path / "ck.pt"
-    train_vae(small_vae(), digits[0][:100], epochs=1, checkpoint_path=path, show_progress=False)
+    train_vae(small_vae(), digits[0][:100], epochs=1, checkpoint_path=path, generator=make_generator(0),
+              show_progress=False)
     state = torch.load(path, weights_only=True)
     assert set(state) == {"vae", "optimizer", "history", "epoch", "generator"}
     assert not (tmp_path / "ck.pt.part").exists()
@@ -107,13 +109,16 @@ def test_checkpoint_is_loadable_with_weights_only(tmp_path, digits):
 def test_resume_is_bit_identical_to_straight_training(tmp_path, digits, device):
     x_train, x_test = (x.to(device) for x in digits)
     straight = small_vae().to(device)
-    h_straight = train_vae(straight, x_train, x_test, epochs=4, seed=1, show_progress=False)
+    h_straight = train_vae(straight, x_train, x_test, epochs=4, generator=make_generator(1, device),
+                           show_progress=False)
 
     path = tmp_path / "ck.pt"
     first = small_vae().to(device)
-    train_vae(first, x_train, x_test, epochs=2, seed=1, checkpoint_path=path, show_progress=False)
+    train_vae(first, x_train, x_test, epochs=2, generator=make_generator(1, device), checkpoint_path=path,
+              show_progress=False)
     resumed = small_vae(seed=99).to(device)        # different initial weights: all state must come from the file
-    h_resumed = train_vae(resumed, x_train, x_test, epochs=4, seed=1, checkpoint_path=path, resume=True,
+    h_resumed = train_vae(resumed, x_train, x_test, epochs=4, generator=make_generator(1, device), checkpoint_path=path,
+                          resume=True,
                           show_progress=False)
     for p1, p2 in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(p1, p2)
@@ -148,8 +153,10 @@ def test_vae_bad_inputs(tmp_path, digits):
         train_vae(vae, x, epochs=1, batch_size=0)
     with pytest.raises(ValueError, match="lr"):
         train_vae(vae, x, epochs=1, lr=-1.0)
-    with pytest.raises(TypeError, match="seed"):
-        train_vae(vae, x, epochs=1, seed=None)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
+        train_vae(vae, x, epochs=1, generator=0)
+    with pytest.raises(TypeError, match="checkpoint_path needs a generator"):
+        train_vae(vae, x, epochs=1, checkpoint_path=tmp_path / "b.pt")
     with pytest.raises(ValueError, match="x_train"):
         train_vae(vae, x[:, :10], epochs=1)
     with pytest.raises(ValueError, match="x_train"):
@@ -161,11 +168,11 @@ def test_vae_bad_inputs(tmp_path, digits):
     with pytest.raises(ValueError, match="checkpoint_path"):
         train_vae(vae, x, epochs=1, resume=True)
     with pytest.raises(FileNotFoundError, match="checkpoint"):
-        train_vae(vae, x, epochs=1, resume=True, checkpoint_path=tmp_path / "missing.pt")
+        train_vae(vae, x, epochs=1, resume=True, checkpoint_path=tmp_path / "missing.pt", generator=make_generator(0))
     with pytest.raises(ValueError, match="x"):
         vae.elbo(x * 0.5 + 0.25)
     with pytest.raises(TypeError, match="generator"):
-        save_checkpoint(tmp_path / "a.pt", vae, torch.optim.Adam(vae.parameters()), TrainHistory(), 0, None)
+        save_checkpoint(tmp_path / "a.pt", vae, torch.optim.Adam(vae.parameters()), History(), 0, None)
     with pytest.raises(TypeError, match="vae"):
         load_checkpoint(tmp_path / "a.pt", model)
 

@@ -13,7 +13,7 @@ def test_variational_em_raises_the_elbo(device):
     model, x = _setup(device)
     zeros = torch.zeros(len(x), 2, device=device)
     before = elbo(model, x, zeros, zeros, n_samples=50, generator=make_generator(1, device)).mean()
-    res = variational_em(model, x, n_epochs=8, batch_size=100, e_steps=5, e_lr=0.1, m_lr=0.02,
+    res = variational_em(model, x, epochs=8, batch_size=100, e_iterations=5, e_lr=0.1, m_lr=0.02,
                          generator=make_generator(0, device), show_progress=False)
     assert isinstance(res, VariationalEMResult)
     assert res.mu.shape == (200, 2) and res.elbo_e.shape == (16,) and res.epoch_elbo.shape == (8,)
@@ -28,13 +28,13 @@ def test_variational_em_is_seeded_and_warm_starts():
     runs = []
     for _ in range(2):
         model, x = _setup("cpu", n=60)
-        runs.append(variational_em(model, x, n_epochs=2, batch_size=30, e_steps=2,
+        runs.append(variational_em(model, x, epochs=2, batch_size=30, e_iterations=2,
                                    generator=make_generator(3), show_progress=False))
     assert torch.equal(runs[0].mu, runs[1].mu) and torch.equal(runs[0].elbo_m, runs[1].elbo_m)
     # starting lambdas are used (and not modified)
     model, x = _setup("cpu", n=60)
     mu0 = torch.full((60, 2), 0.5)
-    res = variational_em(model, x, n_epochs=1, batch_size=60, e_steps=0, mu=mu0,
+    res = variational_em(model, x, epochs=1, batch_size=60, e_iterations=0, mu=mu0,
                          generator=make_generator(3), show_progress=False)
     assert torch.equal(res.mu, mu0) and (mu0 == 0.5).all()
 

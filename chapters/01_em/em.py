@@ -36,7 +36,7 @@ import iai_core
 from iai_core import fit_gmm, fit_gmm_gradient, init_gmm, make_generator, responsibilities
 
 FULL_SCALE = False  # True: also fit 100,000 points in 10-D with 10 components (seconds on a GPU)
-device = iai_core.default_device()
+device = iai_core.default_device(torch.float64)   # parts run in float64, which MPS lacks
 dtype = torch.float64  # EM is cheap here; float64 makes the monotonicity check exact to 1e-12
 
 # %% [markdown]
@@ -111,7 +111,7 @@ assert torch.allclose(r0.sum(1), torch.ones(len(x), dtype=dtype, device=device))
 # %%
 means = init.means.clone().requires_grad_(True)
 gmm = iai_core.GaussianMixture(init.weights, means, init.covariances)
-total_ll = iai_core.log_likelihood(x, gmm) * len(x)
+total_ll = iai_core.mixture_log_likelihood(x, gmm) * len(x)
 (autograd_grad,) = torch.autograd.grad(total_ll, means)
 precisions = torch.linalg.inv(init.covariances)
 posterior_grad = torch.einsum("nk,kde,nke->kd", r0, precisions, x[:, None, :] - init.means)
@@ -153,10 +153,10 @@ assert agree
 # component that collapses onto a single point stays invertible.
 
 # %%
-em = fit_gmm(x, 3, covariance_type="full", n_iter=200, tol=1e-10, reg=1e-6, init=init,
+em = fit_gmm(x, 3, covariance_type="full", n_iterations=200, tol=1e-10, reg=1e-6, init=init,
              keep_history=True)
 ll_em = em.log_likelihood.cpu().numpy()
-print(f"EM: {em.n_iter} iterations, converged: {em.converged}")
+print(f"EM: {em.n_iterations} iterations, converged: {em.converged}")
 print(f"mean log-likelihood: {ll_em[0]:.3f} -> {ll_em[-1]:.3f} nats per point")
 
 # %% tags=["remove-input"]
@@ -228,7 +228,7 @@ widgets.interact(show_iteration, t=slider);
 n_ga = 1000 if not FULL_SCALE else 10000
 runs = {}
 for lr in (0.1, 0.3, 1.0):
-    res = fit_gmm_gradient(x, init, lr=lr, n_iter=n_ga)
+    res = fit_gmm_gradient(x, init, lr=lr, n_iterations=n_ga)
     if torch.isfinite(res.log_likelihood).all():
         runs[lr] = res.log_likelihood.cpu().numpy()
 best_lr = max(runs, key=lambda lr: runs[lr][-1])
@@ -299,7 +299,7 @@ assert abs(ll_em[-1] - sk_ll) < 1e-4, "the two fits should reach the same maximu
 # fit must be worse:
 
 # %%
-em_diag = fit_gmm(x, 3, covariance_type="diag", n_iter=500, tol=1e-10,
+em_diag = fit_gmm(x, 3, covariance_type="diag", n_iterations=500, tol=1e-10,
                   generator=make_generator(1, device))
 ll_diag = em_diag.log_likelihood[-1].item()
 print(f"full covariances: {ll_em[-1]:.3f} nats per point; diagonal: {ll_diag:.3f} nats per point")
@@ -319,8 +319,8 @@ if FULL_SCALE:
     big_centers = 4 * torch.randn(10, 10, generator=g, device=device, dtype=dtype)
     labels = torch.arange(100_000, device=device) % 10
     big_x = big_centers[labels] + torch.randn(100_000, 10, generator=g, device=device, dtype=dtype)
-    big = fit_gmm(big_x, 10, n_iter=100, generator=make_generator(1, device), show_progress=True)
-    print(f"{big.n_iter} iterations, final {big.log_likelihood[-1].item():.3f} nats per point")
+    big = fit_gmm(big_x, 10, n_iterations=100, generator=make_generator(1, device), show_progress=True)
+    print(f"{big.n_iterations} iterations, final {big.log_likelihood[-1].item():.3f} nats per point")
     assert (big.log_likelihood.diff() >= -1e-9).all()
 
 # %% [markdown]

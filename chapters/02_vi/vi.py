@@ -42,7 +42,7 @@ from iai_core import (LatentGaussianModel, LinearGaussianModel, elbo, elbo_grad,
                       load_dataset, make_generator, optimize_lambda, variational_em)
 
 FULL_SCALE = False  # True: binarized MNIST at the paper's sizes (wants a GPU)
-device = iai_core.default_device()
+device = iai_core.default_device(torch.float64)   # parts run in float64, which MPS lacks
 DATASET = "mnist" if FULL_SCALE else "digits"
 HIDDEN, DEPTH = (512, 2) if FULL_SCALE else (64, 1)       # decoder width and number of hidden layers
 Z_DIM = 2                                                 # 2-D latents, so the ELBO surface can be drawn
@@ -264,34 +264,34 @@ with torch.no_grad():
 # %%
 N_ITERS = 200
 # float64 throughout: the comparisons below are at 1e-6 nats
-vem_full = linear_variational_em(x_fa, D_LATENT, family="full", n_iters=N_ITERS, seed=0)
-vem_diag = linear_variational_em(x_fa, D_LATENT, family="diagonal", n_iters=N_ITERS, seed=0)
+vem_full = linear_variational_em(x_fa, D_LATENT, family="full", n_iterations=N_ITERS, seed=0)
+vem_diag = linear_variational_em(x_fa, D_LATENT, family="diagonal", n_iterations=N_ITERS, seed=0)
 LONG_ITERS = 2000
-vem_diag_long = linear_variational_em(x_fa, D_LATENT, family="diagonal", n_iters=LONG_ITERS, seed=0)
+vem_diag_long = linear_variational_em(x_fa, D_LATENT, family="diagonal", n_iterations=LONG_ITERS, seed=0)
 sk = FactorAnalysis(D_LATENT, tol=1e-10, max_iter=10_000, svd_method="lapack").fit(x_fa.cpu().numpy())
 sk_loglik = sk.score(x_fa.cpu().numpy())          # mean log-likelihood per point, in nats
 
-shortfall = sk_loglik - vem_diag.log_lik[-1].item()
+shortfall = sk_loglik - vem_diag.log_likelihood[-1].item()
 print(f"scikit-learn FactorAnalysis:  {sk_loglik:.4f} nats per point")
-print(f"variational EM, full q:       {vem_full.log_lik[-1]:.4f} (ELBO {vem_full.elbo[-1]:.4f})")
-print(f"variational EM, mean-field q: {vem_diag.log_lik[-1]:.4f} (ELBO {vem_diag.elbo[-1]:.4f})")
+print(f"variational EM, full q:       {vem_full.log_likelihood[-1]:.4f} (ELBO {vem_full.elbo[-1]:.4f})")
+print(f"variational EM, mean-field q: {vem_diag.log_likelihood[-1]:.4f} (ELBO {vem_diag.elbo[-1]:.4f})")
 print(f"after {N_ITERS} iterations the mean-field fit is {shortfall:.3f} nats per point lower")
-print(f"after {LONG_ITERS} iterations it is {abs(sk_loglik - vem_diag_long.log_lik[-1].item()):.6f} nats lower")
+print(f"after {LONG_ITERS} iterations it is {abs(sk_loglik - vem_diag_long.log_likelihood[-1].item()):.6f} nats lower")
 
 # %% tags=["remove-input"]
-assert abs(vem_full.log_lik[-1].item() - sk_loglik) < 1e-6             # EM = maximum likelihood, to 1e-6 nats
+assert abs(vem_full.log_likelihood[-1].item() - sk_loglik) < 1e-6      # EM = maximum likelihood, to 1e-6 nats
 assert (vem_full.gap.abs() < 1e-9).all()                               # full q: the bound is tight throughout
-assert (vem_full.log_lik.diff() > -1e-10).all() and (vem_diag.elbo.diff() > -1e-10).all()  # monotone
+assert (vem_full.log_likelihood.diff() > -1e-10).all() and (vem_diag.elbo.diff() > -1e-10).all()  # monotone
 assert 0.01 < shortfall < 0.2                                          # mean field ends lower
-assert (vem_full.log_lik[150] - sk_loglik).abs() < 1e-6                # EM was there by iteration 150
-assert abs(vem_diag_long.log_lik[-1].item() - sk_loglik) < 1e-6        # ten times longer, it gets there too
+assert (vem_full.log_likelihood[150] - sk_loglik).abs() < 1e-6         # EM was there by iteration 150
+assert abs(vem_diag_long.log_likelihood[-1].item() - sk_loglik) < 1e-6  # ten times longer, it gets there too
 assert vem_diag.gap.max() > 10 * max(vem_diag.gap[0], vem_diag.gap[-1])  # its gap rises, then shrinks
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
 it = np.arange(1, LONG_ITERS + 1)
-ax.plot(it[:N_ITERS], vem_full.log_lik[1:].cpu(), color="C0", label="full $q$ (EM): log p(x) = ELBO")
-ax.plot(it, vem_diag_long.log_lik[1:].cpu(), color="C1", label="mean-field $q$: log p(x)")
+ax.plot(it[:N_ITERS], vem_full.log_likelihood[1:].cpu(), color="C0", label="full $q$ (EM): log p(x) = ELBO")
+ax.plot(it, vem_diag_long.log_likelihood[1:].cpu(), color="C1", label="mean-field $q$: log p(x)")
 ax.plot(it, vem_diag_long.elbo[1:].cpu(), color="C1", ls="--", label="mean-field $q$: ELBO")
 ax.axvline(N_ITERS, color="0.6", lw=0.8)
 ax.axhline(sk_loglik, color="k", lw=0.8, ls=":", label="scikit-learn FactorAnalysis")
@@ -342,7 +342,7 @@ assert off_diag < 0.01 and vem_diag_long.gap[-1] < 1e-6
 data = load_dataset(DATASET, device=device, download=FULL_SCALE)   # MNIST is fetched only at full scale
 model = LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, depth=DEPTH, seed=0).to(device)
 gen = make_generator(0, device)
-vem = variational_em(model, data.x_train, n_epochs=VEM_EPOCHS, batch_size=VEM_BATCH, e_steps=10,
+vem = variational_em(model, data.x_train, epochs=VEM_EPOCHS, batch_size=VEM_BATCH, e_iterations=10,
                      e_lr=0.1, m_lr=1e-2, generator=gen)
 model.requires_grad_(False)         # theta is fixed from here on: only lambda is optimized
 print(f"mean training ELBO after the first epoch {vem.epoch_elbo[0]:.1f}, after the last {vem.epoch_elbo[-1]:.1f} nats")
@@ -374,7 +374,7 @@ assert (vem.epoch_elbo[1:] - vem.epoch_elbo[:-1] > -0.5).all()     # no epoch lo
 # %%
 x0 = data.x_test[18:19]            # a test digit whose optimum lies far from the prior mean
 zeros = torch.zeros(1, Z_DIM, device=device)
-star = optimize_lambda(model, x0, zeros, zeros, optimizer="adam", lr=0.05, n_steps=400, n_samples=64,
+star = optimize_lambda(model, x0, zeros, zeros, optimizer="adam", lr=0.05, n_iterations=400, n_samples=64,
                        generator=make_generator(3, device))
 mu_star, logvar_star = star.mu, star.logvar
 
@@ -511,12 +511,12 @@ settings = {"SGD, α = 0.05": ("sgd", 0.05), "SGD, α = 0.2": ("sgd", 0.2), "mom
             "RMSprop, α = 0.02": ("rmsprop", 0.02), "Adam, α = 0.05": ("adam", 0.05)}
 runs, finals = {}, {}
 for k, (label, (name, lr)) in enumerate(settings.items()):
-    res = optimize_lambda(model, x_opt, zeros, zeros, optimizer=name, lr=lr, n_steps=OPT_STEPS,
+    res = optimize_lambda(model, x_opt, zeros, zeros, optimizer=name, lr=lr, n_iterations=OPT_STEPS,
                           generator=make_generator(10 + k, device))
     runs[label] = res.elbo.mean(1)
     finals[label] = elbo(model, x_opt, res.mu, res.logvar, n_samples=1000,
                          generator=make_generator(20, device)).mean().item()
-ref = optimize_lambda(model, x_opt, zeros, zeros, optimizer="adam", lr=0.05, n_steps=500, n_samples=16,
+ref = optimize_lambda(model, x_opt, zeros, zeros, optimizer="adam", lr=0.05, n_iterations=500, n_samples=16,
                       generator=make_generator(30, device))
 ref_elbo = elbo(model, x_opt, ref.mu, ref.logvar, n_samples=1000, generator=make_generator(20, device)).mean().item()
 start_elbo = runs["Adam, α = 0.05"][0].item()

@@ -101,7 +101,7 @@ print(f"{data.name}: {x_train.shape[0]} training and {x_test.shape[0]} test imag
 encoder = GaussianEncoder(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=0)
 model = LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=1)
 vae = VAE(encoder, model).to(device)
-history = train_vae(vae, x_train, x_test, epochs=EPOCHS, lr=LR, batch_size=100, seed=0,
+history = train_vae(vae, x_train, x_test, epochs=EPOCHS, lr=LR, batch_size=100, generator=make_generator(0, device),
                     checkpoint_path=CHECKPOINT, resume=CHECKPOINT is not None and Path(CHECKPOINT).exists())
 print(f"after {history.epochs[-1]} epochs: ELBO {history.train_elbo[-1]:.1f} nats (train), "
       f"{history.test_elbo[-1]:.1f} nats (test)")
@@ -259,7 +259,7 @@ def gaps_of(encoder_model, x, seed):
     """measure_gaps for the encoder of encoder_model (any module x -> (mu, logvar)) under vae.model."""
     with torch.no_grad():
         mu, logvar = encoder_model(x)
-    return measure_gaps(vae.model, x, mu, logvar, n_steps=GAP_STEPS, lr=3e-2, n_samples=5,
+    return measure_gaps(vae.model, x, mu, logvar, n_iterations=GAP_STEPS, lr=3e-2, n_samples=5,
                         n_elbo_samples=500, n_is=N_IS, generator=make_generator(seed, device))
 
 
@@ -274,7 +274,7 @@ for split, g in gaps.items():
 # estimate with 5 samples per step) rises fast and is flat well before the last step.
 
 # %%
-steps_curve = gaps["test"].elbo_steps.mean(1).cpu()
+steps_curve = gaps["test"].optimization.elbo.mean(1).cpu()
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(steps_curve)
 ax.axhline(float(gaps["test"].elbo_amortized.mean()), color="gray", ls="--", label="encoder's lambda (step 0)")
@@ -358,7 +358,7 @@ vae.model.requires_grad_(False)                   # theta frozen: Adam skips par
 capacity = {}
 for width in CAPACITY_WIDTHS:
     enc = VAE(GaussianEncoder(data.dim, Z_DIM, hidden=width, depth=2, seed=10), vae.model).to(device)
-    train_vae(enc, x_train, epochs=CAPACITY_EPOCHS, lr=LR, seed=1)
+    train_vae(enc, x_train, epochs=CAPACITY_EPOCHS, lr=LR, generator=make_generator(1, device))
     capacity[width] = {"train": gaps_of(enc, x_train[:N_CAPACITY], 6), "test": gaps_of(enc, x_test[:N_CAPACITY], 7)}
 vae.model.requires_grad_(True)
 for width, gw in capacity.items():

@@ -27,7 +27,8 @@ from torch import nn
 
 import iai_core
 from iai_core import (HierarchicalEncoder, HierarchicalIterativeEncoder, HierarchicalLambda, HierarchicalModel,
-                      hierarchical_inference, log_marginal_hierarchical, make_generator, train_hierarchical)
+                      hierarchical_inference, log_marginal_hierarchical, make_generator, precise_elbo,
+                      train_hierarchical)
 
 FULL_SCALE = False  # True: binarized MNIST at the paper's sizes (wants a GPU)
 device = iai_core.default_device()
@@ -172,7 +173,7 @@ for name, encoder in runs.items():
     model = new_model()
     encoder = encoder.to(device)
     train_hierarchical(encoder, model, x_train, epochs=EPOCHS, n_iterations=T, n_samples=N_SAMPLES, batch_size=BATCH,
-                       lr_encoder=LR, lr_decoder=LR, seed=0)
+                       lr_encoder=LR, lr_decoder=LR, generator=make_generator(0, device))
     trained[name] = (encoder, model)
 
 # %% [markdown]
@@ -190,16 +191,16 @@ def infer(name, x, n_iterations=T, seed=30):
                                   generator=make_generator(seed, device)).lam
 
 
-def precise_elbo(model, x, lam, seed=31):
-    with torch.no_grad():
-        return model.elbo(x, lam, n_samples=N_PRECISE, generator=make_generator(seed, device))
+def precise(seed=31):
+    """The generator of every low-noise ELBO estimate below (``precise_elbo``): the same noise each time."""
+    return make_generator(seed, device)
 
 
 table = {}
 for name, (encoder, model) in trained.items():
     lam = infer(name, x_test)
     table[name] = {
-        "elbo": float(precise_elbo(model, x_test, lam).mean()),
+        "elbo": float(precise_elbo(model, x_test, lam, n_samples=N_PRECISE, generator=precise()).mean()),
         "log_px": float(log_marginal_hierarchical(model, x_test, lam, n_samples=N_IS,
                                                   generator=make_generator(32, device)).mean()),
     }
@@ -286,7 +287,8 @@ for name in ("iterative", "iterative, gradients only"):
     encoder, model = trained[name]
     r = hierarchical_inference(encoder, model, x_test, n_iterations=T_LONG, n_samples=N_SAMPLES,
                                generator=make_generator(50, device))
-    curves[name] = torch.stack([precise_elbo(model, x_test, HierarchicalLambda(*(p[t] for p in r.path))).mean()
+    curves[name] = torch.stack([precise_elbo(model, x_test, HierarchicalLambda(*(p[t] for p in r.path)),
+                                             n_samples=N_PRECISE, generator=precise()).mean()
                                 for t in range(T_LONG + 1)]).cpu()
 level_std = table["standard"]["elbo"]
 

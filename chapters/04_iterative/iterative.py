@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 import iai_core
-from iai_core import (VAE, GaussianEncoder, IterativeEncoder, LatentGaussianModel, elbo, elbo_grad,
-                      iterative_inference, kl_normal_standard, log_marginal_is, make_generator, optimize_lambda,
-                      train_iterative, train_vae)
+from iai_core import (VAE, GaussianEncoder, IterativeEncoder, LatentGaussianModel, elbo_grad,
+                      elbo_from_noise, iterative_inference, log_marginal_is, make_generator, optimize_lambda,
+                      precise_elbo, train_iterative, train_vae)
 
 FULL_SCALE = False  # True: binarized MNIST at the paper's sizes (wants a GPU)
 device = iai_core.default_device()
@@ -162,11 +162,12 @@ print(f"{data.name}: {x_train.shape[0]} training and {x_test.shape[0]} test imag
 # %%
 vae2 = VAE(GaussianEncoder(D, 2, hidden=HIDDEN, activation=ACT, seed=0),
            LatentGaussianModel(D, 2, hidden=HIDDEN, activation=ACT, seed=1)).to(device)
-hist2 = train_vae(vae2, x_train, x_test, epochs=EPOCHS_2D, batch_size=BATCH, lr=LR, seed=0)
+hist2 = train_vae(vae2, x_train, x_test, epochs=EPOCHS_2D, batch_size=BATCH, lr=LR, generator=make_generator(0, device))
 model2 = vae2.model
 iter2 = IterativeEncoder(D, 2, hidden=HIDDEN, seed=2).to(device)
 ihist2 = train_iterative(iter2, model2, x_train, x_test, epochs=EPOCHS_2D // 3, n_iterations=T,
-                         n_samples=N_SAMPLES, batch_size=BATCH, lr_encoder=LR, train_decoder=False, seed=0)
+                         n_samples=N_SAMPLES, batch_size=BATCH, lr_encoder=LR, train_decoder=False,
+                         generator=make_generator(0, device))
 print(f"2-D model, held-out ELBO: standard encoder {hist2.test_elbo[-1]:.1f} nats, "
       f"iterative after T = {T}: {ihist2.test_elbo[-1]:.1f} nats")
 
@@ -179,21 +180,20 @@ print(f"2-D model, held-out ELBO: standard encoder {hist2.test_elbo[-1]:.1f} nat
 # prior, the standard encoder's single estimate, and the iterative model's steps.
 
 # %%
-def elbo_precise(model, x, mu, logvar, seed=11, n=2000):
-    """A low-noise ELBO estimate per example (Chapter 3's estimator with many samples)."""
-    with torch.no_grad():
-        return elbo(model, x, mu, logvar, n_samples=n, generator=make_generator(seed, device))
+def precise(seed=11):
+    """The generator of every low-noise ELBO estimate below (``precise_elbo``): the same noise each time."""
+    return make_generator(seed, device)
 
 
 zeros_all = torch.zeros(x_test.shape[0], 2, device=device)
-best_all = optimize_lambda(model2, x_test, zeros_all, zeros_all, optimizer="adam", lr=0.05, n_steps=300,
+best_all = optimize_lambda(model2, x_test, zeros_all, zeros_all, optimizer="adam", lr=0.05, n_iterations=300,
                            n_samples=10, generator=make_generator(3, device))
 with torch.no_grad():
     mu_s, lv_s = vae2.encoder(x_test)
 all2 = iterative_inference(iter2, model2, x_test, n_iterations=T, n_samples=N_SAMPLES, generator=make_generator(7, device))
-opt2 = elbo_precise(model2, x_test, best_all.mu, best_all.logvar, n=200)
-gap_std2 = opt2 - elbo_precise(model2, x_test, mu_s, lv_s, n=200)
-gap_it2 = opt2 - elbo_precise(model2, x_test, all2.mu, all2.logvar, n=200)
+opt2 = precise_elbo(model2, x_test, best_all.mu, best_all.logvar, n_samples=200, generator=precise())
+gap_std2 = opt2 - precise_elbo(model2, x_test, mu_s, lv_s, n_samples=200, generator=precise())
+gap_it2 = opt2 - precise_elbo(model2, x_test, all2.mu, all2.logvar, n_samples=200, generator=precise())
 print(f"2-D model, mean amortization gap on held-out digits: standard {float(gap_std2.mean()):.1f} nats, "
       f"iterative after T = {T}: {float(gap_it2.mean()):.1f} nats")
 
@@ -206,7 +206,7 @@ res2 = iterative_inference(iter2, model2, xk, n_iterations=T, n_samples=N_SAMPLE
 # gradient ascent, one SGD step at a time so that the path is kept
 sgd_path, mu_g, lv_g = [zeros2], zeros2, zeros2
 for i in range(40):
-    step = optimize_lambda(model2, xk, mu_g, lv_g, optimizer="sgd", lr=0.05, n_steps=1, n_samples=N_SAMPLES,
+    step = optimize_lambda(model2, xk, mu_g, lv_g, optimizer="sgd", lr=0.05, n_iterations=1, n_samples=N_SAMPLES,
                            generator=make_generator(100 + i, device))
     mu_g, lv_g = step.mu, step.logvar
     sgd_path.append(mu_g)
@@ -218,13 +218,12 @@ g1, g2 = torch.meshgrid(grid, grid, indexing="xy")
 mu_grid = torch.stack([g1.flatten(), g2.flatten()], -1)
 with torch.no_grad():
     eps = torch.randn(200, 1, 2, generator=make_generator(6, device), device=device)
-    z = mu_grid + torch.exp(0.5 * best_logvar) * eps
-    surface = (model2.log_likelihood(xk, z).mean(0)
-               - kl_normal_standard(mu_grid, best_logvar.expand_as(mu_grid))).reshape(61, 61)
+    surface = elbo_from_noise(model2, xk, mu_grid, best_logvar.expand_as(mu_grid), eps).reshape(61, 61)
 
-elbo_std = float(elbo_precise(model2, xk, mu_std, logvar_std))
-elbo_iter = [float(elbo_precise(model2, xk, m, lv)) for m, lv in zip(res2.mu_path, res2.logvar_path)]
-elbo_best = float(elbo_precise(model2, xk, best_mu, best_logvar))
+elbo_std = float(precise_elbo(model2, xk, mu_std, logvar_std, n_samples=2000, generator=precise()))
+elbo_iter = [float(precise_elbo(model2, xk, m, lv, n_samples=2000, generator=precise()))
+             for m, lv in zip(res2.mu_path, res2.logvar_path)]
+elbo_best = float(precise_elbo(model2, xk, best_mu, best_logvar, n_samples=2000, generator=precise()))
 print(f"held-out digit {k}: optimum {elbo_best:.1f} nats, standard encoder {elbo_std:.1f}, "
       f"iterative after T = {T}: {elbo_iter[-1]:.1f}")
 
@@ -339,12 +338,13 @@ for how in ("log_sign", "layer", "none"):
     enc = iter2 if how == "log_sign" else IterativeEncoder(D, 2, hidden=HIDDEN, normalization=how, seed=2).to(device)
     if how != "log_sign":
         train_iterative(enc, model2, x_train, epochs=EPOCHS_2D // 3, n_iterations=T, n_samples=N_SAMPLES,
-                        batch_size=BATCH, lr_encoder=LR, train_decoder=False, seed=0)
+                        batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(0, device))
     r = iterative_inference(enc, model2, x_test, n_iterations=T, n_samples=N_SAMPLES, generator=make_generator(7, device))
-    norm_elbo[how] = float(elbo_precise(model2, x_test, r.mu, r.logvar, n=200).mean())
+    norm_elbo[how] = float(precise_elbo(model2, x_test, r.mu, r.logvar, n_samples=200, generator=precise()).mean())
 print("held-out ELBO after T steps (2-D model):",
       ", ".join(f"{k} {v:.1f} nats" for k, v in norm_elbo.items()),
-      f"; standard encoder {float(elbo_precise(model2, x_test, mu_s, lv_s, n=200).mean()):.1f}")
+      f"; standard encoder "
+      f"{float(precise_elbo(model2, x_test, mu_s, lv_s, n_samples=200, generator=precise()).mean()):.1f}")
 
 # %% tags=["remove-input"]
 assert float(mags.median(1).values[0] / mags.median(1).values[-1]) > 3
@@ -376,11 +376,11 @@ assert abs(norm_elbo["log_sign"] - norm_elbo["none"]) < 1.0
 # %%
 vae = VAE(GaussianEncoder(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=10),
           LatentGaussianModel(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=11)).to(device)
-hist_std = train_vae(vae, x_train, x_test, epochs=EPOCHS, batch_size=BATCH, lr=LR, seed=0)
+hist_std = train_vae(vae, x_train, x_test, epochs=EPOCHS, batch_size=BATCH, lr=LR, generator=make_generator(0, device))
 model = vae.model
 iter_fixed = IterativeEncoder(D, Z_DIM, hidden=HIDDEN, seed=12).to(device)
 train_iterative(iter_fixed, model, x_train, epochs=EPOCHS // 2, n_iterations=T, n_samples=N_SAMPLES,
-                batch_size=BATCH, lr_encoder=LR, train_decoder=False, seed=0)
+                batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(0, device))
 
 N_OPT = 50
 x_tune = x_train[:200]
@@ -389,7 +389,7 @@ step_sizes = {}
 for name in iai_core.OPTIMIZERS:
     scores = {}
     for lr in (0.01, 0.03, 0.1, 0.3, 1.0):
-        r = optimize_lambda(model, x_tune, zeros_tune, zeros_tune, optimizer=name, lr=lr, n_steps=N_OPT,
+        r = optimize_lambda(model, x_tune, zeros_tune, zeros_tune, optimizer=name, lr=lr, n_iterations=N_OPT,
                             n_samples=N_SAMPLES, generator=make_generator(20, device))
         score = r.elbo[1:].mean()
         scores[lr] = float(score) if torch.isfinite(score) else -math.inf
@@ -398,7 +398,7 @@ print("tuned step sizes:", ", ".join(f"{k} {v:g}" for k, v in step_sizes.items()
 
 # %%
 zeros_test = torch.zeros(x_test.shape[0], Z_DIM, device=device)
-curves = {name: optimize_lambda(model, x_test, zeros_test, zeros_test, optimizer=name, lr=lr, n_steps=N_OPT,
+curves = {name: optimize_lambda(model, x_test, zeros_test, zeros_test, optimizer=name, lr=lr, n_iterations=N_OPT,
                                 n_samples=N_SAMPLES, generator=make_generator(21, device)).elbo.mean(1)
           for name, lr in step_sizes.items()}
 T_LONG = 4 * T
@@ -407,7 +407,7 @@ res_it = iterative_inference(iter_fixed, model, x_test, n_iterations=T_LONG, n_s
 curve_it = res_it.elbo.mean(1)
 with torch.no_grad():
     mu_v, lv_v = vae.encoder(x_test)
-level_std = float(elbo_precise(model, x_test, mu_v, lv_v, n=200).mean())
+level_std = float(precise_elbo(model, x_test, mu_v, lv_v, n_samples=200, generator=precise()).mean())
 
 fig, ax = plt.subplots(figsize=(7, 4.5))
 steps_opt = torch.arange(N_OPT + 1)
@@ -476,7 +476,7 @@ for i, encoding in enumerate(("gradient", "error")):
     m = LatentGaussianModel(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=11).to(device)
     e = IterativeEncoder(D, Z_DIM, hidden=HIDDEN, encoding=encoding, seed=13 + i).to(device)
     train_iterative(e, m, x_train, epochs=EPOCHS, n_iterations=T, n_samples=N_SAMPLES, batch_size=BATCH,
-                    lr_encoder=LR, lr_decoder=LR, seed=0)
+                    lr_encoder=LR, lr_decoder=LR, generator=make_generator(0, device))
     joint[encoding] = (m, e)
 
 table = {}
@@ -487,10 +487,10 @@ for name, (m, e) in joint.items():
     else:
         r = iterative_inference(e, m, x_test, n_iterations=T, n_samples=N_SAMPLES, generator=make_generator(30, device))
         mu_q, lv_q = r.mu, r.logvar
-    amortized = elbo_precise(m, x_test, mu_q, lv_q, n=200).mean()
-    opt = optimize_lambda(m, x_test, mu_q, lv_q, optimizer="adam", lr=0.02, n_steps=300, n_samples=N_SAMPLES,
+    amortized = precise_elbo(m, x_test, mu_q, lv_q, n_samples=200, generator=precise()).mean()
+    opt = optimize_lambda(m, x_test, mu_q, lv_q, optimizer="adam", lr=0.02, n_iterations=300, n_samples=N_SAMPLES,
                           generator=make_generator(31, device))
-    optimum = elbo_precise(m, x_test, opt.mu, opt.logvar, n=200).mean()
+    optimum = precise_elbo(m, x_test, opt.mu, opt.logvar, n_samples=200, generator=precise()).mean()
     log_px = log_marginal_is(m, x_test, mu_q, lv_q, n_samples=N_IS, generator=make_generator(32, device)).mean()
     table[name] = {"elbo": float(amortized), "log_px": float(log_px), "gap": float(optimum - amortized)}
 

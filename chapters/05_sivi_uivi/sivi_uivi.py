@@ -186,14 +186,14 @@ targets = {name: make_target(name) for name in TOY_ITERS}
 METHODS = ("gaussian", "sivi", "uivi")
 fits, qs = {}, {}
 for name, target in targets.items():
-    n_iters = TOY_ITERS[name]
+    n_iterations = TOY_ITERS[name]
     for method in METHODS:
         q = SemiImplicit(2, 2 if method == "gaussian" else 3, hidden=50, depth=0 if method == "gaussian" else 2,
                          sigma_init=0.2, seed=0).to(device)
         fits[name, method] = fit_semi_implicit(
-            q, target.log_density, method=method, n_iters=n_iters, n_samples=TOY_SAMPLES, lr=0.03, lr_final=1e-3,
-            n_mixing=K_SIVI, shared_mixing=True, eval_every=max(n_iters // 8, 1), eval_samples=300,
-            eval_mixing=1000, seed=0)
+            q, target.log_density, method=method, n_iterations=n_iterations, n_samples=TOY_SAMPLES, lr=0.03,
+            lr_final=1e-3, n_mixing=K_SIVI, shared_mixing=True, eval_every=max(n_iterations // 8, 1),
+            eval_samples=300, eval_mixing=1000, generator=make_generator(0, device))
         qs[name, method] = q
 
 # %% [markdown]
@@ -287,7 +287,7 @@ fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
 for ax, (name, target) in zip(axes, targets.items()):
     for method in METHODS:
         h = fits[name, method]
-        ax.semilogy(h.iters, target.log_z - np.array(h.elbo_lower), "o-", ms=3, color=colors[method], label=method)
+        ax.semilogy(h.iterations, target.log_z - np.array(h.elbo_lower), "o-", ms=3, color=colors[method], label=method)
     ax.set_xlabel("iteration")
     ax.set_ylabel("KL(q || p) = log Z - ELBO (nats)")
     ax.set_title(name)
@@ -340,22 +340,22 @@ accepted = run.accepted[:, 0].cpu()
 print(f"z = ({z1[0, 0]:.2f}, {z1[0, 1]:.2f}); {int(accepted.sum())} of {len(accepted)} proposals accepted")
 
 
-def draw_chain(ax, n_iter):
+def draw_chain(ax, n_iterations):
     ax.scatter(cloud[:, 0].cpu(), cloud[:, 1].cpu(), s=2, color="0.75", label="$q(\\varepsilon \\mid z)$ (long run)")
-    for i in range(n_iter):
+    for i in range(n_iterations):
         ax.plot(traj[i, :, 0], traj[i, :, 1], lw=0.7, color="tab:blue" if accepted[i] else "tab:gray")
         if not accepted[i]:
             ax.plot(traj[i, -1, 0], traj[i, -1, 1], "x", color="tab:gray", ms=5)
-    ax.plot(path[: n_iter + 1, 0], path[: n_iter + 1, 1], "o-", color="tab:red", ms=4, lw=1, label="chain")
+    ax.plot(path[: n_iterations + 1, 0], path[: n_iterations + 1, 1], "o-", color="tab:red", ms=4, lw=1, label="chain")
     ax.plot(path[0, 0], path[0, 1], "*", color="black", ms=12, label="start: the $\\varepsilon$ that made $z$")
     ax.set_xlabel("$\\varepsilon_1$")
     ax.set_ylabel("$\\varepsilon_2$")
-    ax.set_title(f"after {n_iter} HMC iteration{'s' if n_iter != 1 else ''}")
+    ax.set_title(f"after {n_iterations} HMC iteration{'s' if n_iterations != 1 else ''}")
 
 
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.4), sharex=True, sharey=True)
-for ax, n_iter in zip(axes, (1, 3, 5, 10)):
-    draw_chain(ax, n_iter)
+for ax, n_iterations in zip(axes, (1, 3, 5, 10)):
+    draw_chain(ax, n_iterations)
 axes[0].legend(fontsize=7, loc="lower left")
 plt.tight_layout()
 plt.show()
@@ -374,14 +374,14 @@ assert 0.1 < moved < width                            # the chain moves, but les
 # Interactive: run this notebook in Colab or Jupyter to use the slider.
 
 # %% tags=["remove-output", "nbval-ignore-output"]
-def show_chain(n_iter=5):
+def show_chain(n_iterations=5):
     fig, ax = plt.subplots(figsize=(5, 4))
-    draw_chain(ax, n_iter)
+    draw_chain(ax, n_iterations)
     ax.legend(fontsize=7, loc="lower left")
     plt.show()
 
 
-interact(show_chain, n_iter=IntSlider(value=5, min=1, max=10, step=1, description="HMC iterations"));
+interact(show_chain, n_iterations=IntSlider(value=5, min=1, max=10, step=1, description="HMC iterations"));
 
 # %% [markdown]
 # (sec-si-vae)=
@@ -403,7 +403,8 @@ x_train, x_test = data.x_train, data.x_test
 decoder_seed, results, vae_histories = 1, {}, {}
 gauss_vae = VAE(GaussianEncoder(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=0),
                 LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=decoder_seed)).to(device)
-vae_histories["gaussian"] = train_vae(gauss_vae, x_train, epochs=EPOCHS, lr=3e-3, batch_size=100, seed=0)
+vae_histories["gaussian"] = train_vae(gauss_vae, x_train, epochs=EPOCHS, lr=3e-3, batch_size=100,
+                                      generator=make_generator(0, device))
 is_gen = make_generator(5, device)
 with torch.no_grad():
     ll = torch.cat([log_marginal_is(gauss_vae.model, xb, *gauss_vae(xb), n_samples=N_IS, generator=is_gen)
@@ -414,7 +415,7 @@ for method in ("sivi", "uivi"):
     q = SemiImplicit(Z_DIM, NOISE_DIM, x_dim=data.dim, hidden=HIDDEN, depth=2, seed=0).to(device)
     model = LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=decoder_seed).to(device)
     vae_histories[method] = train_semi_implicit_vae(q, model, x_train, method=method, epochs=EPOCHS, lr=3e-3,
-                                                    batch_size=100, n_mixing=K_VAE, seed=0)
+                                                    batch_size=100, n_mixing=K_VAE, generator=make_generator(0, device))
     with torch.no_grad():
         estimates = []
         for include_own in (False, True):

@@ -44,12 +44,14 @@ def _judge_e_step(obs) -> None:
     sums = resp.sum(1)
     bad = int((sums - 1).abs().argmax())
     expect((sums - 1).abs().max() < 1e-6,
-           f"e_step: responsibilities must sum to 1 over components for every point; row {bad} sums to {sums[bad].item():.4g}. "
+           f"e_step: responsibilities must sum to 1 over components for every point; row {bad} sums to "
+           f"{sums[bad].item():.4g}. "
            "Normalize p(x_n, z_n = k) over k.")
     expect((resp >= 0).all(), "e_step: responsibilities are probabilities and cannot be negative")
     expected = ref.responsibilities(x, ref.GaussianMixture(w, m, c))
     expect_close(resp, expected, "e_step", "a responsibility", atol=1e-6,
-                 hint="Check the weights pi_k multiply the Gaussian densities, and the covariance (not its inverse) in N(x; mu_k, Sigma_k).")
+                 hint="Check the weights pi_k multiply the Gaussian densities, and the covariance (not its "
+                      "inverse) in N(x; mu_k, Sigma_k).")
     far = _far(x)
     resp_far = obs["resp_far"]
     expect(isinstance(resp_far, torch.Tensor) and tuple(resp_far.shape) == (40, 3) and torch.isfinite(resp_far).all(),
@@ -76,7 +78,8 @@ def _judge_m_step(obs) -> None:
     expect_tensor(means, "m_step's means", (3, 2))
     expect_tensor(covs, "m_step's covs", (3, 2, 2))
     expect(abs(weights.sum().item() - 1) < 1e-6,
-           f"m_step: the weights must sum to 1, they sum to {weights.sum().item():.4g}. pi_k = N_k / N with N_k = sum_n r_nk.")
+           f"m_step: the weights must sum to 1, they sum to {weights.sum().item():.4g}. "
+           "pi_k = N_k / N with N_k = sum_n r_nk.")
     target = ref.m_step(x, resp, "full", reg=1e-300)
     expect_close(weights, target.weights, "m_step", "a weight", atol=1e-6)
     expect_close(means, target.means, "m_step", "a mean", atol=1e-6,
@@ -99,10 +102,11 @@ def _judge_mixture_log_likelihood(obs) -> None:
     value = obs["value"]
     expect(isinstance(value, torch.Tensor) and value.numel() == 1,
            "mixture_log_likelihood must return a scalar tensor: the MEAN of log p(x_n) over the points")
-    expected = ref.log_likelihood(x, ref.GaussianMixture(w, m, c))
+    expected = ref.mixture_log_likelihood(x, ref.GaussianMixture(w, m, c))
     expect(abs(value.item() - expected.item()) < 1e-6,
            f"mixture_log_likelihood: got {value.item():.6f} nats, expected {expected.item():.6f}. "
-           + ("You returned the sum over points; the book uses the mean." if abs(value.item() - 40 * expected.item()) < 1e-4
+           + ("You returned the sum over points; the book uses the mean."
+              if abs(value.item() - 40 * expected.item()) < 1e-4
               else "log p(x_n) = logsumexp_k [log pi_k + log N(x_n; mu_k, Sigma_k)]."))
     value = obs["value_far"]
     expect(isinstance(value, torch.Tensor) and torch.isfinite(value).all(),

@@ -96,7 +96,8 @@ def _judge_elbo_estimate(obs) -> None:
     tol = N_SIGMA * sd / math.sqrt(S)
     entropy = 0.5 * (logvar + 1 + math.log(2 * math.pi)).sum(-1)
     if ((est - (closed - entropy)).abs() < tol).all():
-        raise CheckFailed(f"{name}: your estimate is the ELBO minus the entropy of q: you estimated E_q[log p(x, z)] only. "
+        raise CheckFailed(f"{name}: your estimate is the ELBO minus the entropy of q: you estimated "
+                          "E_q[log p(x, z)] only. "
                           "The ELBO is E_q[log p(x, z) - log q(z | x)]: subtract log q (or use the KL to the prior).")
     if ((est / S - closed).abs() < tol).all():
         raise CheckFailed(f"{name}: your estimate is {S} times the ELBO: average over the samples, do not sum.")

@@ -55,8 +55,10 @@ def _judge_encoder_forward(obs) -> None:
             hidden = _hidden(layers, x)
         mu_, logvar_ = mu.detach(), logvar.detach()
         if torch.allclose(mu_, want_logvar, atol=1e-8) and torch.allclose(logvar_, want_mu, atol=1e-8):
-            raise CheckFailed("encoder_forward: mu and logvar are swapped: the FIRST d outputs are mu, the last d are logvar")
-        if torch.allclose(logvar_, want_logvar.exp(), atol=1e-8) or torch.allclose(logvar_, want_logvar.exp().sqrt(), atol=1e-8):
+            raise CheckFailed("encoder_forward: mu and logvar are swapped: the FIRST d outputs are mu, "
+                              "the last d are logvar")
+        if (torch.allclose(logvar_, want_logvar.exp(), atol=1e-8)
+                or torch.allclose(logvar_, want_logvar.exp().sqrt(), atol=1e-8)):
             raise CheckFailed("encoder_forward: return the log-variance itself, not sigma^2 or sigma: the network "
                               "outputs logvar directly, which keeps sigma > 0 without any constraint")
         with torch.no_grad():
@@ -167,7 +169,8 @@ def _judge_amortization_gap(obs) -> None:
     err = (value.detach() - exact).abs()
     i = int(err.argmax())
     expect(err.max() < 0.1,
-           f"amortization_gap: example {i} has gap {value[i].item():.3f} nats, the exact value is {exact[i].item():.3f}. "
+           f"amortization_gap: example {i} has gap {value[i].item():.3f} nats, the exact value is "
+           f"{exact[i].item():.3f}. "
            "Run the optimizer until it converges (more steps, or a smaller learning rate at the end), and "
            "estimate both ELBOs with many samples (e.g. 2,000), not one.")
     passed("amortization_gap", 4)

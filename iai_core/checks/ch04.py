@@ -69,8 +69,9 @@ def _judge_gated_update(obs) -> None:
            "gated_update: the result must stay differentiable in delta and gate "
            "(no torch.no_grad, no .detach() on the whole result)")
     grads = obs["gradients"]
-    expect(isinstance(grads, tuple) and len(grads) == 3, "gated_update: the result must stay differentiable in delta "
-                                                         "and gate (no torch.no_grad, no .detach() on the whole result)")
+    expect(isinstance(grads, tuple) and len(grads) == 3,
+           "gated_update: the result must stay differentiable in delta and gate (no torch.no_grad, "
+           "no .detach() on the whole result)")
     expect(grads[0] is None or bool((grads[0] == 0).all()),
            "gated_update: no gradient may flow into lambda_t: the paper and the official code treat the current "
            "estimate as a constant. Use lam.detach() in the update.")
@@ -148,7 +149,8 @@ def standard_baseline(seed: int = 0):
     with _reproducible():
         vae = VAE(GaussianEncoder(64, 8, hidden=128, seed=seed),
                   LatentGaussianModel(64, 8, hidden=128, seed=seed + 1))
-        train_vae(vae, data.x_train, epochs=60, batch_size=100, lr=3e-3, seed=seed, show_progress=False)
+        train_vae(vae, data.x_train, epochs=60, batch_size=100, lr=3e-3, generator=make_generator(seed),
+                  show_progress=False)
     for p in vae.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
@@ -229,7 +231,8 @@ def _judge_fit_iterative(obs) -> None:
         res = ref.iterative_inference(rebuilt, model, x_test, n_iterations=N_ITERATIONS, n_samples=5,
                                       generator=make_generator(2))
     except (TypeError, ValueError, RuntimeError) as e:
-        raise CheckFailed(f"fit_iterative: running your encoder for {N_ITERATIONS} iterations failed: {str(e)[:500]}") from None
+        raise CheckFailed(f"fit_iterative: running your encoder for {N_ITERATIONS} iterations failed: "
+                          f"{str(e)[:500]}") from None
     with torch.no_grad():
         got = float(elbo(model, x_test, res.mu, res.logvar, n_samples=200, generator=make_generator(1)).mean())
     expect(got == got, "fit_iterative: the model's estimates give a NaN ELBO")

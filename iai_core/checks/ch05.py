@@ -1,6 +1,6 @@
 """Checks for Chapter 5's exercises: the leapfrog integrator and UIVI's score estimate.
 
-    leapfrog(q, p, grad_log_prob, step_size, n_steps) -> (q, p)
+    leapfrog(q, p, grad_log_prob, step_size, n_leapfrog) -> (q, p)
     score_estimate(z, eps_samples, mean_fn, logvar) -> (N, d)
 """
 from __future__ import annotations
@@ -25,11 +25,11 @@ def _log_prob(q):
     return -0.5 * torch.einsum("...i,ij,...j->...", d, _P, d)
 
 
-def _reference_leapfrog(q, p, grad_log_prob, step_size, n_steps):
+def _reference_leapfrog(q, p, grad_log_prob, step_size, n_leapfrog):
     p = p + 0.5 * step_size * grad_log_prob(q)
-    for i in range(n_steps):
+    for i in range(n_leapfrog):
         q = q + step_size * p
-        p = p + (step_size if i < n_steps - 1 else 0.5 * step_size) * grad_log_prob(q)
+        p = p + (step_size if i < n_leapfrog - 1 else 0.5 * step_size) * grad_log_prob(q)
     return q, p
 
 
@@ -92,7 +92,7 @@ def _judge_leapfrog(obs) -> None:
         ref_q, ref_p = _reference_leapfrog(q0, p0, _grad_log_prob, h, steps)
         expect_close(q_s, ref_q, name, f"q after {steps} steps of size {h}", atol=1e-8,
                      hint="Between positions the momentum takes full steps h * grad(q); only the first and last "
-                          "momentum steps are halves. Did you loop n_steps times?")
+                          "momentum steps are halves. Did you loop n_leapfrog times?")
         expect_close(p_s, ref_p, name, f"p after {steps} steps of size {h}", atol=1e-8)
         n += 2
     # the two properties HMC relies on

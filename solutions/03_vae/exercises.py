@@ -97,7 +97,7 @@ ch03.check_iwae_bound(iwae_bound)
 def amortization_gap(model, x, mu, logvar, generator):
     """ELBO(lambda*) - ELBO(mu, logvar) for each example of x (batch, D): (batch,), in nats."""
     ### BEGIN SOLUTION
-    fit = optimize_lambda(model, x, mu, logvar, optimizer="adam", lr=2e-2, n_steps=400, n_samples=10,
+    fit = optimize_lambda(model, x, mu, logvar, optimizer="adam", lr=2e-2, n_iterations=400, n_samples=10,
                           generator=generator)
     state = generator.get_state()
     before = elbo(model, x, mu, logvar, n_samples=2000, generator=generator)
@@ -127,7 +127,7 @@ data = load_dataset("mnist" if FULL_SCALE else "digits", device=device,
 Z_DIM, HIDDEN, EPOCHS = (50, 200, 200) if FULL_SCALE else (8, 64, 40)
 vae = VAE(MyEncoder(data.dim, Z_DIM, hidden=HIDDEN, seed=0),
           LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, seed=1)).to(device)
-history = train_vae(vae, data.x_train, data.x_test, epochs=EPOCHS, lr=5e-3, seed=0)
+history = train_vae(vae, data.x_train, data.x_test, epochs=EPOCHS, lr=5e-3, generator=make_generator(0, device))
 print(f"test ELBO after {EPOCHS} epochs: {history.test_elbo[-1]:.1f} nats")
 
 # %% [markdown]
@@ -157,7 +157,7 @@ assert all(b > a for a, b in zip(bounds, bounds[1:]))
 
 # %%
 mine = amortization_gap(vae.model, x, mu, logvar, make_generator(1, device))
-ref = measure_gaps(vae.model, x, mu, logvar, n_steps=150, lr=3e-2, n_samples=5, n_elbo_samples=500, n_is=200,
+ref = measure_gaps(vae.model, x, mu, logvar, n_iterations=150, lr=3e-2, n_samples=5, n_elbo_samples=500, n_is=200,
                    generator=make_generator(2, device))
 print(f"amortization gap: yours {mine.mean():.1f} nats, iai_core {ref.amortization_gap.mean():.1f} nats")
 

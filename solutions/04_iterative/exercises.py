@@ -17,7 +17,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("iai_core") is Non
 import torch
 
 import iai_core
-from iai_core import IterativeEncoder, train_iterative
+from iai_core import IterativeEncoder, make_generator, train_iterative
 from iai_core.checks import ch04
 
 # %% [markdown]
@@ -110,7 +110,7 @@ def fit_iterative(model, x_train):
     ### BEGIN SOLUTION
     enc = MyIterativeEncoder(model.x_dim, model.z_dim, hidden=64, normalization="log_sign", seed=0)
     train_iterative(enc, model, x_train, epochs=20, n_iterations=5, n_samples=5, batch_size=100,
-                    lr_encoder=3e-3, train_decoder=False, seed=0)
+                    lr_encoder=3e-3, train_decoder=False, generator=make_generator(0))
     return enc
     ### END SOLUTION
 

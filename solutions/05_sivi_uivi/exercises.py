@@ -45,13 +45,13 @@ torch.set_default_dtype(torch.float64)
 # and it retraces its path, which is what makes the Metropolis correction exact.
 
 # %%
-def leapfrog(q, p, grad_log_prob, step_size, n_steps):
-    """n_steps leapfrog steps from (q, p), both (N, d); grad_log_prob: q -> (N, d). Returns (q, p)."""
+def leapfrog(q, p, grad_log_prob, step_size, n_leapfrog):
+    """n_leapfrog leapfrog steps from (q, p), both (N, d); grad_log_prob: q -> (N, d). Returns (q, p)."""
     ### BEGIN SOLUTION
     p = p + 0.5 * step_size * grad_log_prob(q)
-    for i in range(n_steps):
+    for i in range(n_leapfrog):
         q = q + step_size * p
-        if i < n_steps - 1:
+        if i < n_leapfrog - 1:
             p = p + step_size * grad_log_prob(q)
     p = p + 0.5 * step_size * grad_log_prob(q)
     return q, p
