@@ -10,10 +10,15 @@ The package reads top-down like the book: one module per idea, public names re-e
     linear_gaussian         Ch. 2  factor analysis: exact posterior, log p(x), closed-form ELBOs, variational EM
     training                       the epoch loop over minibatches, the training history, Adam, shared checks
     variational_em          Ch. 2  variational EM for the latent Gaussian model (per-example E-steps)
+    kl_direction            Ch. 2  reverse vs forward KL: a Gaussian fitted to a 1-D two-mode target both ways
+    vb_gmm                  Ch. 2  coordinate-ascent variational Bayes for the Gaussian mixture (Bishop 10.2)
+    score_function          Ch. 2  the score-function (REINFORCE) gradient, leave-one-out baseline, exact references
     encoders                Ch. 3  amortized Gaussian inference models lambda = f(x; phi)
     importance              Ch. 3  importance-sampled log p(x) (IWAE bound)
     vae                     Ch. 3  the VAE: joint training of encoder and decoder, checkpoints
     gaps                    Ch. 3  the amortization and approximation gaps of any inference model, per example
+    iwae                    Ch. 3  the IWAE bound as an objective, its gradient SNR, training with KL annealing
+    collapse                Ch. 3  posterior collapse: per-dimension KL, activity, an autoregressive decoder
     gated                   Ch. 4  the gated (mu, logvar) level of iterative inference and its training step
     iterative               Ch. 4  iterative amortized inference: learned, gated optimizers of the ELBO
     hierarchical            Ch. 4  a two-level latent Gaussian model: standard and iterative (top-down) inference
@@ -50,6 +55,10 @@ from .elbo import check_lambda, elbo, elbo_from_noise, elbo_grad, precise_elbo
 from .local_opt import OPTIMIZERS, LocalOptResult, optimize_lambda
 from .linear_gaussian import FAMILIES, LinearGaussianModel, LinearVEMResult, linear_variational_em
 from .variational_em import VariationalEMResult, variational_em
+from .kl_direction import fit_gaussian, forward_kl, mixture_log_prob, mixture_moments, reverse_kl
+from .vb_gmm import NormalWishartPrior, VBPosterior, VBResult, default_prior, fit_vb_gmm, vb_e_step, vb_elbo, vb_m_step
+from .score_function import (BASELINES, categorical_elbo, categorical_score_grad, gaussian_score_grad, leave_one_out,
+                             quadrature_elbo, score_function_surrogate)
 
 # Chapter 3
 from .encoders import GaussianEncoder
@@ -57,6 +66,8 @@ from .importance import log_importance_weights, log_marginal_is
 from .training import History
 from .vae import VAE, load_checkpoint, mean_elbo, save_checkpoint, train_vae
 from .gaps import GapResult, measure_gaps
+from .iwae import OBJECTIVES, gradient_snr, iwae_bound, iwae_from_noise, kl_weight, train_bound
+from .collapse import AutoregressiveModel, activity, kl_per_dimension
 
 # Chapter 4
 from .gated import NORMALIZATIONS, GatedLevel, gated_update, normalize, unrolled_step

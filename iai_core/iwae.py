@@ -20,10 +20,9 @@ import math
 import torch
 from torch import nn
 
-from ._progress import progress
-from ._random import make_generator
-from ._validate import check_positive, check_seed, check_tensor
+from ._validate import check_generator, check_positive
 from .gaussian import kl_normal_standard, log_normal_diag, reparameterize, standard_noise
+from .training import History, adam, check_counts, check_rates, evaluation_generator, fit_epochs, prepare_data
 from .vae import VAE
 
 __all__ = ["OBJECTIVES", "iwae_bound", "iwae_from_noise", "gradient_snr", "kl_weight", "train_bound"]
@@ -122,23 +121,21 @@ def kl_weight(step: int, total_steps: int, anneal_fraction: float) -> float:
 
 def train_bound(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = None, *, epochs: int,
                 objective: str = "elbo", n_samples: int = 1, anneal_fraction: float = 0.0, batch_size: int = 100,
-                lr: float = 1e-3, seed: int = 0, show_progress: bool = True) -> dict[str, list[float]]:
+                lr: float = 1e-3, generator: torch.Generator | None = None, show_progress: bool = True) -> History:
     """Train encoder and decoder jointly with Adam on a minibatch bound; return the curves.
 
     objective ``'elbo'``: the ELBO E_q[log p(x | z)] - beta_t KL(q || p(z)) with ``n_samples`` samples
     and the KL weight ``kl_weight(step, total, anneal_fraction)``; ``'iwae'``: L_K with K = ``n_samples``
-    (no annealing). One generator from ``seed`` shuffles and draws the noise. Returns
-    {'epochs', 'train_bound', 'test_elbo'}: the epoch's mean training objective (with beta_t) and,
-    with x_test, the test set's ELBO (one sample, beta = 1) after each epoch, in nats.
+    (no annealing). ``generator`` shuffles the minibatches and draws the noise (``training.fit_epochs``);
+    the test ELBO after each epoch uses ``training.evaluation_generator(generator)``. Records the
+    columns epochs, train_bound (the epoch's mean training objective, with beta_t) and, with x_test,
+    test_elbo (the test set's ELBO, one sample, beta = 1), in nats.
     """
     _check_vae(vae)
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    check_positive("epochs", epochs, integer=True, allow_zero=True)
-    check_positive("n_samples", n_samples, integer=True)
-    check_positive("batch_size", batch_size, integer=True)
-    check_positive("lr", lr)
-    check_seed("seed", seed)
+    check_counts(epochs=epochs, n_samples=n_samples, batch_size=batch_size)
+    check_rates(lr=lr)
     if (isinstance(anneal_fraction, bool) or not isinstance(anneal_fraction, (int, float))
             or not 0 <= anneal_fraction <= 1):
         raise ValueError(f"anneal_fraction must be a number in [0, 1], got {anneal_fraction!r}")
@@ -146,35 +143,34 @@ def train_bound(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = N
         raise ValueError(f"KL annealing applies to the ELBO objective only, got objective='iwae' with "
                          f"anneal_fraction={anneal_fraction}")
     p = next(vae.parameters())
-    x_train = vae.model.check_x(check_tensor("x_train", x_train, ndim=2), "x_train").to(p.device, p.dtype)
-    if x_test is not None:
-        x_test = vae.model.check_x(check_tensor("x_test", x_test, ndim=2), "x_test").to(p.device, p.dtype)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
-    generator = make_generator(seed, p.device)
-    n = x_train.shape[0]
-    total_steps, step = epochs * math.ceil(n / batch_size), 0
-    history = {"epochs": [], "train_bound": [], "test_elbo": []}
-    for epoch in progress(range(epochs), enabled=show_progress, desc=f"training on the {objective}"):
-        values = []
-        for idx in torch.randperm(n, generator=generator, device=p.device).split(batch_size):
-            x = x_train[idx]
-            if objective == "iwae":
-                value = iwae_bound(vae, x, n_samples, generator)
-            else:
-                mu, logvar = vae.encoder(x)
-                z = reparameterize(mu, logvar, n_samples, generator)
-                beta = kl_weight(step, total_steps, anneal_fraction)
-                value = vae.model.log_likelihood(x, z).mean(0) - beta * kl_normal_standard(mu, logvar)
-            loss = -value.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            values.append(value.detach().mean())
-            step += 1
-        history["epochs"].append(epoch + 1)
-        history["train_bound"].append(float(torch.stack(values).mean()))
+    check_generator("generator", generator, p.device)
+    x_train = prepare_data(vae.model, x_train, "x_train", p)
+    x_test = prepare_data(vae.model, x_test, "x_test", p)
+    optimizer = adam(vae.parameters(), lr)
+    total_steps = epochs * math.ceil(x_train.shape[0] / batch_size)
+    history, steps = History("epochs", "train_bound", "test_elbo"), [0]
+
+    def step(x, idx):
+        if objective == "iwae":
+            value = iwae_bound(vae, x, n_samples, generator)
+        else:
+            mu, logvar = vae.encoder(x)
+            z = reparameterize(mu, logvar, n_samples, generator)
+            beta = kl_weight(steps[0], total_steps, anneal_fraction)
+            value = vae.model.log_likelihood(x, z).mean(0) - beta * kl_normal_standard(mu, logvar)
+        optimizer.zero_grad(set_to_none=True)
+        (-value.mean()).backward()
+        optimizer.step()
+        steps[0] += 1
+        return value.detach().mean()
+
+    def end_of_epoch(epoch, values):
+        history.record(epochs=epoch, train_bound=float(torch.stack(values).mean()))
         if x_test is not None:
             with torch.no_grad():
-                test_elbo = vae.elbo(x_test, generator=make_generator(seed + 1, p.device)).mean()
-                history["test_elbo"].append(float(test_elbo))
+                test = vae.elbo(x_test, generator=evaluation_generator(generator)).mean()
+            history.record(test_elbo=float(test))
+
+    fit_epochs(step, x_train, epochs=epochs, batch_size=batch_size, generator=generator, end_of_epoch=end_of_epoch,
+               desc=f"training on the {objective}", show_progress=show_progress)
     return history

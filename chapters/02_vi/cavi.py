@@ -53,9 +53,8 @@ from sklearn.cluster import KMeans
 from sklearn.mixture import BayesianGaussianMixture
 
 import iai_core
-from iai_core import budget, claim, fit_gmm, glue, make_generator, offset_seed
-from iai_core.gmm import m_step, responsibilities
-from iai_core.vb_gmm import default_prior, fit_vb_gmm
+from iai_core import (budget, claim, default_prior, fit_gmm, fit_vb_gmm, glue, m_step, make_generator, offset_seed,
+                      responsibilities)
 
 FULL_SCALE = False  # True: more points and more starts (this page has no paper-sized data set)
 device = iai_core.default_device()
@@ -168,7 +167,7 @@ glue("cavi_offset", float(offset.mean()))
 vb_fits = [fit_vb_gmm(x, C_MAX, n_iterations=1000, tol=1e-6, generator=make_generator(10 + s, device))
            for s in range(N_STARTS)]
 vb = max(vb_fits, key=lambda r: float(r.elbo[-1]))
-em_fits = [fit_gmm(x, C_MAX, n_iter=1000, tol=1e-8, generator=make_generator(10 + s, device)) for s in range(N_STARTS)]
+em_fits = [fit_gmm(x, C_MAX, n_iterations=1000, tol=1e-8, generator=make_generator(10 + s, device)) for s in range(N_STARTS)]
 em = max(em_fits, key=lambda r: float(r.log_likelihood[-1]))
 
 vb_weights = vb.posterior.weights
@@ -255,7 +254,7 @@ rows = []
 for n in N_GRID:
     xn = sample_data(budget(n, smoke_n=60), seed=2)
     start = torch.nn.functional.one_hot(torch.cdist(xn, MEANS).argmin(1), 3).to(dtype)
-    em_n = fit_gmm(xn, 3, init=m_step(xn, start, reg=1e-12), reg=1e-12, n_iter=5000, tol=1e-13)
+    em_n = fit_gmm(xn, 3, init=m_step(xn, start, reg=1e-12), reg=1e-12, n_iterations=5000, tol=1e-13)
     vb_n = fit_vb_gmm(xn, 3, init_resp=start, reg=1e-12, n_iterations=5000, tol=1e-10 * xn.shape[0])
     rows.append((xn.shape[0], float((vb_n.posterior.m - em_n.gmm.means).abs().max()),
                  float((vb_n.resp - responsibilities(xn, em_n.gmm)).abs().max()),

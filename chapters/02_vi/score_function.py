@@ -88,7 +88,8 @@ print(f"{data.name}: {data.x_train.shape[0]} training and {data.x_test.shape[0]}
 # %%
 vae = VAE(GaussianEncoder(data.dim, Z_DIM, hidden=HIDDEN, seed=0),
           LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, seed=1)).to(device)
-history = train_vae(vae, data.x_train, data.x_test, epochs=EPOCHS, lr=5e-3, seed=0, show_progress=False)
+history = train_vae(vae, data.x_train, data.x_test, epochs=EPOCHS, lr=5e-3, generator=make_generator(0, device),
+                    show_progress=False)
 vae = vae.double()                          # the estimates below are averaged over many draws: float64
 x = data.x_test[:N_DIGITS].double()
 with torch.no_grad():

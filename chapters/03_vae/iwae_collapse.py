@@ -83,9 +83,11 @@ def bounds(vae, ks=(1, K_TRAIN, K_EVAL)):
 
 # %%
 vae = make_vae()
-hist_vae = train_bound(vae, x_train, x_test, epochs=EPOCHS, objective="elbo", lr=LR, seed=0, show_progress=False)
+hist_vae = train_bound(vae, x_train, x_test, epochs=EPOCHS, objective="elbo", lr=LR,
+                       generator=make_generator(0, device), show_progress=False)
 iwae = make_vae()
-hist_iwae = train_bound(iwae, x_train, x_test, epochs=EPOCHS, objective="iwae", n_samples=K_TRAIN, lr=LR, seed=0,
+hist_iwae = train_bound(iwae, x_train, x_test, epochs=EPOCHS, objective="iwae", n_samples=K_TRAIN, lr=LR,
+                        generator=make_generator(0, device),
                         show_progress=False)
 scores = {"VAE (trained on L_1)": bounds(vae), f"IWAE (trained on L_{K_TRAIN})": bounds(iwae)}
 for name, s in scores.items():
@@ -148,7 +150,8 @@ glue("iw_elbo_loss", s_vae[1] - s_iwae[1])
 
 # %%
 mid = make_vae()
-train_bound(mid, x_train, epochs=SNR_EPOCHS, objective="elbo", lr=LR, seed=0, show_progress=False)
+train_bound(mid, x_train, epochs=SNR_EPOCHS, objective="elbo", lr=LR, generator=make_generator(0, device),
+            show_progress=False)
 snr_mid = {k: gradient_snr(mid, x_test[:4], k, n_draws=SNR_DRAWS, generator=make_generator(200 + k, device))
            for k in SNR_KS}
 snr_end = {k: gradient_snr(vae, x_test[:4], k, n_draws=SNR_DRAWS, generator=make_generator(200 + k, device))
@@ -226,10 +229,11 @@ glue("iw_encK", snr_enc[-1])
 
 # %%
 ar = make_vae(AutoregressiveModel)
-hist_ar = train_bound(ar, x_train, x_test, epochs=EPOCHS, objective="elbo", lr=LR, seed=0, show_progress=False)
+hist_ar = train_bound(ar, x_train, x_test, epochs=EPOCHS, objective="elbo", lr=LR, generator=make_generator(0, device),
+                      show_progress=False)
 ar_anneal = make_vae(AutoregressiveModel)
 hist_ar_anneal = train_bound(ar_anneal, x_train, x_test, epochs=EPOCHS, objective="elbo", anneal_fraction=ANNEAL,
-                             lr=LR, seed=0, show_progress=False)
+                             lr=LR, generator=make_generator(0, device), show_progress=False)
 runs = {"MLP decoder": vae, "autoregressive decoder": ar, "autoregressive, KL annealing": ar_anneal,
         f"MLP decoder, IWAE (K = {K_TRAIN})": iwae}
 kl_dims = {name: kl_per_dimension(m, x_test).cpu().numpy() for name, m in runs.items()}
