@@ -167,7 +167,8 @@ glue("cavi_offset", float(offset.mean()))
 vb_fits = [fit_vb_gmm(x, C_MAX, n_iterations=1000, tol=1e-6, generator=make_generator(10 + s, device))
            for s in range(N_STARTS)]
 vb = max(vb_fits, key=lambda r: float(r.elbo[-1]))
-em_fits = [fit_gmm(x, C_MAX, n_iterations=1000, tol=1e-8, generator=make_generator(10 + s, device)) for s in range(N_STARTS)]
+em_fits = [fit_gmm(x, C_MAX, n_iterations=1000, tol=1e-8, generator=make_generator(10 + s, device))
+           for s in range(N_STARTS)]
 em = max(em_fits, key=lambda r: float(r.log_likelihood[-1]))
 
 vb_weights = vb.posterior.weights
