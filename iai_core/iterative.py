@@ -64,8 +64,9 @@ class IterativeEncoder(GatedLevel):
     x_dim, z_dim: D and d; hidden, depth: the MLP (ELU, as in the official code);
     encoding: ``'gradient'`` (signal = (grad_mu, grad_logvar), each (batch, d)) or ``'error'``
     (signal = (eps_x (batch, D), eps_z (batch, d))); normalization: how each signal tensor is
-    normalized (see ``normalize``); include_x: also feed x - 1/2 (the official MNIST configuration
-    does; the paper's gradient model does not). mu and logvar are always fed, unnormalized.
+    normalized (see ``normalize``); include_x: also feed x - 1/2, as the official MNIST configurations
+    do for both encodings (their 'posterior' input: the data scaled to [0, 1], minus 1/2). mu and
+    logvar are always fed, unnormalized.
     forward(x, mu, logvar, signal) -> (mu_next, logvar_next), each (batch, d).
     """
 
