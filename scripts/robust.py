@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import subprocess
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("paths", nargs="*", help="notebooks (default: every chapter and solution notebook)")
     parser.add_argument("--offsets", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", 2)))
-    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     parser.add_argument("--top", type=int, default=10, help="how many of the smallest margins to print")
     parser.add_argument("--report", type=Path, default=ROOT / "_build" / "robust" / "report.json")
     args = parser.parse_args(argv)
@@ -76,7 +77,10 @@ def main(argv=None) -> int:
     jobs = [(p, k, str(tmp / f"{i}-{k}.jsonl")) for i, p in enumerate(paths) for k in args.offsets]
     runs = []
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    # A fresh interpreter per notebook (spawn, one task per worker): forked workers that had already
+    # run a kernel client could lose a kernel's reply and wait for it forever.
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
         futures = {pool.submit(run_one, p, k, log, args.timeout): log for p, k, log in jobs}
         for fut in as_completed(futures):
             run = fut.result()
