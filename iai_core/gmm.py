@@ -18,7 +18,8 @@ from ._validate import check_generator, check_positive, check_tensor
 from .gaussian import LOG_2PI
 
 __all__ = ["GaussianMixture", "EMResult", "component_log_prob", "responsibilities", "mixture_log_likelihood",
-           "e_step", "m_step", "init_gmm", "fit_gmm", "fit_gmm_gradient"]
+           "e_step", "m_step", "init_gmm", "fit_gmm", "fit_gmm_gradient", "fit_gmm_gradient_sweep",
+           "GradientSweepResult"]
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -206,26 +207,80 @@ def _constrained(params, covariance_type: str) -> GaussianMixture:
     return GaussianMixture(torch.softmax(logits, 0), means, chol @ chol.transpose(-1, -2), "full")
 
 
+def _batched_log_likelihood(x: torch.Tensor, params, covariance_type: str) -> torch.Tensor:
+    """Mean log p(x) of B mixtures at once from unconstrained parameters with a leading batch axis: (B,).
+
+    params: logits (B, K), means (B, K, D), log_diag (B, K, D), lower (B, K, D, D).
+    """
+    logits, means, log_diag, lower = params
+    d = x.shape[1]
+    chol = torch.diag_embed(log_diag.exp())
+    if covariance_type == "full":
+        chol = chol + torch.tril(lower, -1)
+    diff = (x[None, None, :, :] - means[:, :, None, :]).transpose(-1, -2)           # (B, K, D, N)
+    y = torch.linalg.solve_triangular(chol, diff, upper=False)                         # L^{-1} (x - mu)
+    log_norm = -0.5 * (d * LOG_2PI + 2 * log_diag.sum(-1, keepdim=True) + y.pow(2).sum(-2))   # (B, K, N)
+    log_joint = torch.log_softmax(logits, -1)[..., None] + log_norm
+    return torch.logsumexp(log_joint, dim=1).mean(-1)
+
+
+@dataclass
+class GradientSweepResult:
+    """What ``fit_gmm_gradient_sweep`` returns: one gradient-ascent run per step size.
+
+    ``lr``: (B,) the step sizes; ``log_likelihood``: (B, n_iterations + 1) mean log p(x) per point
+    in nats before the first step and after each (NaN or -inf once a run has diverged);
+    ``gmms``: the final mixture of each run.
+    """
+    lr: torch.Tensor
+    log_likelihood: torch.Tensor
+    gmms: list
+
+
+def fit_gmm_gradient_sweep(x: torch.Tensor, init: GaussianMixture, lrs, *, n_iterations: int = 1000,
+                           show_progress: bool = False) -> GradientSweepResult:
+    """Plain gradient ascent on the mean log-likelihood from ``init``, for every step size in ``lrs`` at once.
+
+    x: (N, D); lrs: a sequence or (B,) tensor of positive step sizes. The parameters are unconstrained
+    (softmax logits, means, Cholesky factor with log-diagonal); each run steps
+    theta <- theta + lr * grad (1/N) sum_n log p(x_n), vectorized over the B runs, which are independent.
+    """
+    _check_x(x)
+    check_positive("n_iterations", n_iterations, integer=True)
+    lr = torch.as_tensor(lrs, dtype=x.dtype, device=x.device).reshape(-1)
+    if lr.numel() == 0 or not bool((lr > 0).all()) or not bool(torch.isfinite(lr).all()):
+        raise ValueError(f"lrs must be a non-empty sequence of positive finite step sizes, got {lrs!r}")
+    init = init.to(x.device, x.dtype)
+    if x.shape[1] != init.means.shape[1]:
+        raise ValueError(f"x has {x.shape[1]} features but init has {init.means.shape[1]} "
+                         f"(means: {tuple(init.means.shape)})")
+    b = lr.numel()
+    params = [p.detach()[None].repeat((b,) + (1,) * p.ndim).requires_grad_(True) for p in _unconstrained(init)]
+    scales = [lr.view((b,) + (1,) * (p.ndim - 1)) for p in params]
+    lls = []
+    for _ in progress(range(n_iterations), enabled=show_progress, desc="gradient ascent"):
+        ll = _batched_log_likelihood(x, params, init.covariance_type)
+        # the runs are independent, so the gradient of the sum is each run's own gradient
+        grads = torch.autograd.grad(ll.nan_to_num(0.0, 0.0, 0.0).sum(), params, allow_unused=True)
+        lls.append(ll.detach())
+        with torch.no_grad():
+            for p, g, s in zip(params, grads, scales):
+                if g is not None:                           # the Cholesky's lower part is unused for 'diag'
+                    p.add_(s * g)
+    with torch.no_grad():
+        lls.append(_batched_log_likelihood(x, params, init.covariance_type))
+        gmms = [_constrained([p[i] for p in params], init.covariance_type) for i in range(b)]
+    return GradientSweepResult(lr, torch.stack(lls, dim=1), gmms)
+
+
 def fit_gmm_gradient(x: torch.Tensor, init: GaussianMixture, *, lr: float = 0.05, n_iterations: int = 1000,
                      show_progress: bool = False) -> EMResult:
     """Plain gradient ascent on the mean log-likelihood, from the same start as EM, for comparison.
 
     The parameters are unconstrained (softmax logits, Cholesky factor with log-diagonal); each
     step is theta <- theta + lr * grad log p(x). Returns the same ``EMResult`` as ``fit_gmm``.
+    ``fit_gmm_gradient_sweep`` runs many step sizes at once.
     """
-    _check_x(x)
     check_positive("lr", lr)
-    check_positive("n_iterations", n_iterations, integer=True)
-    params = [p.detach().requires_grad_(True) for p in _unconstrained(init.to(x.device, x.dtype))]
-    lls = []
-    for _ in progress(range(n_iterations), enabled=show_progress, desc="gradient ascent"):
-        ll = mixture_log_likelihood(x, _constrained(params, init.covariance_type))
-        grads = torch.autograd.grad(ll, params)
-        lls.append(ll.detach())
-        with torch.no_grad():
-            for p, g in zip(params, grads):
-                p.add_(lr * g)
-    with torch.no_grad():
-        final = _constrained(params, init.covariance_type)
-        lls.append(mixture_log_likelihood(x, final))
-    return EMResult(final, torch.stack(lls), n_iterations, False, [])
+    sweep = fit_gmm_gradient_sweep(x, init, [lr], n_iterations=n_iterations, show_progress=show_progress)
+    return EMResult(sweep.gmms[0], sweep.log_likelihood[0], n_iterations, False, [])
