@@ -105,14 +105,14 @@ def test_gated_update_interpolates_and_detaches_lambda():
 
 @pytest.mark.parametrize("encoding,normalization,include_x,want",
                          [("gradient", "layer", False, 4 * 3), ("gradient", "log_sign", False, 6 * 3),
-                          ("gradient", "batch", True, 10 + 4 * 3),
+                          ("gradient", "batch", True, 10 + 4 * 3), ("none", "log_sign", True, 10 + 2 * 3),
                           ("error", "layer", False, 10 + 3 * 3), ("error", "log_sign", True, 10 + 2 * 13 + 2 * 3)])
 def test_encoder_input_size(encoding, normalization, include_x, want):
     enc = IterativeEncoder(10, 3, hidden=8, encoding=encoding, normalization=normalization, include_x=include_x)
     assert enc.input_dim == want
     x = torch.zeros(4, 10)
-    signal = ((torch.randn(4, 3), torch.randn(4, 3)) if encoding == "gradient"
-              else (torch.randn(4, 10), torch.randn(4, 3)))
+    signal = {"gradient": (torch.randn(4, 3), torch.randn(4, 3)), "error": (torch.randn(4, 10), torch.randn(4, 3)),
+              "none": ()}[encoding]
     assert enc.features(x, torch.zeros(4, 3), torch.zeros(4, 3), signal).shape == (4, want)
 
 
@@ -203,6 +203,46 @@ def test_one_iteration_is_a_standard_encoder_of_an_affine_function_of_x():
         torch.testing.assert_close(r2.logvar, enc(x2, zeros, zeros, (g2, l2))[1])
 
 
+def test_no_signal_ablation_reads_only_x_and_lambda():
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
+    x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
+    enc = IterativeEncoder(8, 2, hidden=8, encoding="none", include_x=True, seed=1)
+    res = iterative_inference(enc, model, x, n_iterations=3, n_samples=2, generator=make_generator(3))
+    mu, logvar = torch.zeros(5, 2), torch.zeros(5, 2)
+    with torch.no_grad():
+        for _ in range(3):                          # the same path without any model evaluation
+            mu, logvar = enc(x, mu, logvar, ())
+    torch.testing.assert_close(res.mu, mu)
+    torch.testing.assert_close(res.logvar, logvar)
+    with pytest.raises(TypeError, match="signal must be an empty tuple for the none encoding"):
+        enc(x, mu, logvar, (mu, logvar))
+
+
+def test_recorded_gates_are_the_gates_of_each_update():
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
+    x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
+    enc = IterativeEncoder(8, 2, hidden=8, seed=1)
+    res = iterative_inference(enc, model, x, n_iterations=3, n_samples=2, generator=make_generator(4),
+                              record_gates=True)
+    plain = iterative_inference(enc, model, x, n_iterations=3, n_samples=2, generator=make_generator(4))
+    assert plain.gate_mu_path is None and res.gate_mu_path.shape == res.gate_logvar_path.shape == (3, 5, 2)
+    torch.testing.assert_close(res.mu_path, plain.mu_path)        # recording changes nothing
+    assert ((res.gate_mu_path > 0) & (res.gate_mu_path < 1)).all()
+    # with a deterministic input (no signal) each recorded gate must reproduce the step that was taken:
+    # mu_{t+1} = g mu_t + (1 - g) delta_t, with delta_t the network's proposal for the same input
+    enc0 = IterativeEncoder(8, 2, hidden=8, encoding="none", include_x=True, seed=3)
+    r0 = iterative_inference(enc0, model, x, n_iterations=3, n_samples=2, generator=make_generator(4),
+                             record_gates=True)
+    for t in range(3):
+        with torch.no_grad():
+            d_mu, d_lv, _, _ = enc0.net(enc0.features(x, r0.mu_path[t], r0.logvar_path[t], ())).chunk(4, -1)
+        g, h = r0.gate_mu_path[t], r0.gate_logvar_path[t]
+        torch.testing.assert_close(r0.mu_path[t + 1], g * r0.mu_path[t] + (1 - g) * d_mu)
+        torch.testing.assert_close(r0.logvar_path[t + 1], h * r0.logvar_path[t] + (1 - h) * d_lv)
+    with pytest.raises(TypeError, match="record_gates must be a bool"):
+        iterative_inference(enc, model, x, n_iterations=1, record_gates=1)
+
+
 def test_per_iteration_elbo_is_chapter_3_estimator():
     model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
     x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
@@ -216,7 +256,7 @@ def test_per_iteration_elbo_is_chapter_3_estimator():
 
 # --- training -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoding", ["gradient", "error"])
+@pytest.mark.parametrize("encoding", ["gradient", "error", "none"])
 def test_train_step_gradients_match_the_unrolled_loss(encoding):
     """One autograd call per iterate gives the gradients of mean_t -ELBO_t (phi) and -ELBO_T (theta)."""
     model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0).double()
@@ -238,6 +278,8 @@ def test_train_step_gradients_match_the_unrolled_loss(encoding):
         if t < 3:
             if encoding == "gradient":
                 signal = torch.autograd.grad(v.sum(), (mu, logvar), retain_graph=True)
+            elif encoding == "none":
+                signal = ()
             else:
                 signal = prediction_errors(model, x, mu.detach(), logvar.detach(), n_samples=2, generator=g)
             mu, logvar = enc(x, mu.detach(), logvar.detach(), signal)

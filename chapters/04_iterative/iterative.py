@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 import iai_core
-from iai_core import (VAE, GaussianEncoder, IterativeEncoder, LatentGaussianModel, elbo_grad,
-                      elbo_from_noise, iterative_inference, log_marginal_is, make_generator, optimize_lambda,
-                      precise_elbo, train_iterative, train_vae)
+from iai_core import (VAE, GaussianEncoder, IterativeEncoder, LatentGaussianModel, budget, claim, elbo_grad,
+                      elbo_from_noise, glue, iterative_inference, log_marginal_is, make_generator,
+                      optimize_lambda, precise_elbo, train_iterative, train_vae)
 
 FULL_SCALE = False  # True: binarized MNIST at the paper's sizes (wants a GPU)
 device = iai_core.default_device()
@@ -43,17 +43,22 @@ if not FULL_SCALE:
 if FULL_SCALE:
     data = iai_core.load_dataset("mnist", download=True, device=device)
     Z_DIM, HIDDEN, ACT = 64, 512, nn.ELU           # the paper's single-level model
-    EPOCHS_2D, EPOCHS, BATCH, LR = 50, 100, 64, 2e-4
+    EPOCHS_2D, EPOCHS, BATCH, LR = budget(50), budget(100), 64, 2e-4
     T, N_SAMPLES = 5, 10                           # 5 inference iterations, 10 samples per ELBO
-    N_EVAL, N_IS = 1000, 5000
+    N_EVAL, N_IS = 1000, budget(5000, smoke_n=10)
 else:
     data = iai_core.load_dataset("digits", device=device)
     Z_DIM, HIDDEN, ACT = 4, 64, nn.ELU
     EPOCHS_2D, EPOCHS, BATCH, LR = 24, 20, 100, 3e-3
     T, N_SAMPLES = 5, 5
     N_EVAL, N_IS = 297, 200
+N_OPTIMUM = budget(300, smoke_n=2)                 # Adam steps on lambda for each example's optimum
+N_SGD = budget(40, smoke_n=2)                      # gradient-ascent steps drawn in Figure 1
+N_OPT = budget(50, smoke_n=2)                      # steps of each optimizer in the comparison
 x_train, x_test = data.x_train, data.x_test[:N_EVAL]
 D = data.dim
+
+# %% tags=["nbval-check-output"]
 print(f"{data.name}: {x_train.shape[0]} training and {x_test.shape[0]} test images of {D} pixels; "
       f"T = {T} iterations, {N_SAMPLES} samples per ELBO")
 
@@ -186,7 +191,7 @@ def precise(seed=11):
 
 
 zeros_all = torch.zeros(x_test.shape[0], 2, device=device)
-best_all = optimize_lambda(model2, x_test, zeros_all, zeros_all, optimizer="adam", lr=0.05, n_iterations=300,
+best_all = optimize_lambda(model2, x_test, zeros_all, zeros_all, optimizer="adam", lr=0.05, n_iterations=N_OPTIMUM,
                            n_samples=10, generator=make_generator(3, device))
 with torch.no_grad():
     mu_s, lv_s = vae2.encoder(x_test)
@@ -205,7 +210,7 @@ mu_std, logvar_std = mu_s[k:k + 1], lv_s[k:k + 1]
 res2 = iterative_inference(iter2, model2, xk, n_iterations=T, n_samples=N_SAMPLES, generator=make_generator(4, device))
 # gradient ascent, one SGD step at a time so that the path is kept
 sgd_path, mu_g, lv_g = [zeros2], zeros2, zeros2
-for i in range(40):
+for i in range(N_SGD):
     step = optimize_lambda(model2, xk, mu_g, lv_g, optimizer="sgd", lr=0.05, n_iterations=1, n_samples=N_SAMPLES,
                            generator=make_generator(100 + i, device))
     mu_g, lv_g = step.mu, step.logvar
@@ -253,8 +258,10 @@ ax.legend(loc="lower left", fontsize=8)
 plt.show()
 
 # %% tags=["remove-input"]
-assert elbo_iter[-1] > elbo_std + 1.0, "the iterative estimate after T steps must be closer to the optimum"
-assert elbo_best >= elbo_iter[-1] - 0.05
+claim("for this digit, the iterative estimate after T steps is more than a nat closer to the optimum than the "
+      "standard encoder's", elbo_iter[-1], ">", elbo_std + 1.0)
+claim("no estimate beats the per-example optimum (300 Adam steps) by more than its noise", elbo_best, ">=",
+      elbo_iter[-1] - 0.05)
 
 # %% [markdown]
 # The iterative model walks from the prior towards the optimum in a few large, well-aimed steps,
@@ -267,14 +274,21 @@ print(f"on the 10% of held-out digits where the standard encoder's gap is larges
       f"{float(gap_std2[hard].mean()):.1f} nats (standard) vs {float(gap_it2[hard].mean()):.1f} (iterative)")
 
 # %% tags=["remove-input"]
-assert float(gap_it2.mean()) <= float(gap_std2.mean()) + 0.05
-assert float(gap_it2[hard].mean()) < float(gap_std2[hard].mean()) - 0.3
+claim("on the hardest 10% of held-out digits the iterative model recovers more than 0.3 nats of the standard "
+      "encoder's gap", float(gap_it2[hard].mean()), "<", float(gap_std2[hard].mean()) - 0.3)
+claim("on average both models are within a fraction of a nat (under one nat) of the optimum in the 2-D model",
+      max(float(gap_it2.mean()), float(gap_std2.mean())), "<", 1.0)
+glue("gap2_std", float(gap_std2.mean()))
+glue("gap2_it", float(gap_it2.mean()))
+glue("gap2_std_hard", float(gap_std2[hard].mean()))
+glue("gap2_it_hard", float(gap_it2[hard].mean()))
 
 # %% [markdown]
-# On average both models are within a fraction of a nat of the optimum in this 2-D model (the
-# mean gaps printed above): the decoder was trained with the standard encoder and has adapted to
-# it. The difference is on the hard digits, where one network pass misses and a few learned,
-# gradient-informed steps recover most of the gap.
+# On average both models are within a fraction of a nat of the optimum in this 2-D model (mean gaps
+# {glue:text}`gap2_std:.2f` nats for the standard encoder, {glue:text}`gap2_it:.2f` for the iterative
+# model): the decoder was trained with the standard encoder and has adapted to it. The difference is
+# on the hard digits, where one network pass misses ({glue:text}`gap2_std_hard:.1f` nats) and a few
+# learned, gradient-informed steps recover most of it ({glue:text}`gap2_it_hard:.1f` nats left).
 
 # %% [markdown]
 # Interactive: run this notebook in Colab or Jupyter to use the slider.
@@ -347,9 +361,14 @@ print("held-out ELBO after T steps (2-D model):",
       f"{float(precise_elbo(model2, x_test, mu_s, lv_s, n_samples=200, generator=precise()).mean()):.1f}")
 
 # %% tags=["remove-input"]
-assert float(mags.median(1).values[0] / mags.median(1).values[-1]) > 3
-assert norm_elbo["log_sign"] > norm_elbo["layer"] + 1.0
-assert abs(norm_elbo["log_sign"] - norm_elbo["none"]) < 1.0
+claim("the gradient shrinks several-fold (3x) between the prior and the last step",
+      float(mags.median(1).values[0] / mags.median(1).values[-1]), ">", 3)
+claim("the log-sign input gives a better optimizer than the layer-normalized one, by more than a nat",
+      norm_elbo["log_sign"], ">", norm_elbo["layer"] + 1.0)
+claim("on these digits the raw gradient works about as well as log-sign (within a nat, below)",
+      norm_elbo["none"], ">", norm_elbo["log_sign"] - 1.0)
+claim("on these digits the raw gradient works about as well as log-sign (within a nat, above)",
+      norm_elbo["none"], "<", norm_elbo["log_sign"] + 1.0)
 
 # %% [markdown]
 # The gradient shrinks several-fold between the prior and the last step, and varies by an order of
@@ -382,7 +401,6 @@ iter_fixed = IterativeEncoder(D, Z_DIM, hidden=HIDDEN, seed=12).to(device)
 train_iterative(iter_fixed, model, x_train, epochs=EPOCHS // 2, n_iterations=T, n_samples=N_SAMPLES,
                 batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(0, device))
 
-N_OPT = 50
 x_tune = x_train[:200]
 zeros_tune = torch.zeros(x_tune.shape[0], Z_DIM, device=device)
 step_sizes = {}
@@ -438,12 +456,17 @@ print(f"beyond T: iterative at {2 * T}, {4 * T} iterations: {float(curve_it[2 * 
       f"best optimizer after {N_OPT} steps: {best_opt_final:.1f}")
 
 # %% tags=["remove-input"]
-assert float(curve_it[T]) > best_opt_at_T + 0.3
-assert steps_to_match > 3 * T
-assert abs(float(curve_it[T]) - level_std) < 1.0
-assert abs(float(curve_it[4 * T]) - float(curve_it[T])) < 0.5          # flat beyond T: no divergence, no gain
-assert float(curve_it[T]) > float(curve_it[0]) + 5
-assert best_opt_final > best_opt_at_T + 0.3                            # the optimizers keep climbing
+claim("after T iterations the learned optimizer is ahead of every tuned gradient optimizer",
+      float(curve_it[T]), ">", best_opt_at_T + 0.3)
+claim("the fastest gradient optimizer needs more than 3T steps to catch up", steps_to_match, ">", 3 * T)
+claim("after T iterations the iterative model is within a nat of the standard encoder's level (above)",
+      float(curve_it[T]), ">", level_std - 1.0)
+claim("after T iterations the iterative model is within a nat of the standard encoder's level (below)",
+      float(curve_it[T]), "<", level_std + 1.0)
+claim("beyond T the ELBO stays within half a nat up to 4T (above)", float(curve_it[4 * T]), ">", float(curve_it[T]) - 0.5)
+claim("beyond T the ELBO stays within half a nat up to 4T (below)", float(curve_it[4 * T]), "<", float(curve_it[T]) + 0.5)
+claim("the learned steps climb from the prior", float(curve_it[T]), ">", float(curve_it[0]) + 5)
+claim("the gradient optimizers keep climbing after T steps", best_opt_final, ">", best_opt_at_T + 0.3)
 
 # %% [markdown]
 # After $T$ iterations the learned optimizer is ahead of every hand-designed one, each with its
@@ -488,7 +511,7 @@ for name, (m, e) in joint.items():
         r = iterative_inference(e, m, x_test, n_iterations=T, n_samples=N_SAMPLES, generator=make_generator(30, device))
         mu_q, lv_q = r.mu, r.logvar
     amortized = precise_elbo(m, x_test, mu_q, lv_q, n_samples=200, generator=precise()).mean()
-    opt = optimize_lambda(m, x_test, mu_q, lv_q, optimizer="adam", lr=0.02, n_iterations=300, n_samples=N_SAMPLES,
+    opt = optimize_lambda(m, x_test, mu_q, lv_q, optimizer="adam", lr=0.02, n_iterations=N_OPTIMUM, n_samples=N_SAMPLES,
                           generator=make_generator(31, device))
     optimum = precise_elbo(m, x_test, opt.mu, opt.logvar, n_samples=200, generator=precise()).mean()
     log_px = log_marginal_is(m, x_test, mu_q, lv_q, n_samples=N_IS, generator=make_generator(32, device)).mean()
@@ -499,11 +522,15 @@ for name, row in table.items():
     print(f"{name:18s} {row['elbo']:8.1f} {row['log_px']:9.1f} {row['gap']:11.1f}")
 
 # %% tags=["remove-input"]
-for row in table.values():
-    assert row["log_px"] >= row["elbo"] - 0.1 and row["gap"] > -0.1
-assert table["gradient"]["gap"] < table["standard"]["gap"]
-assert table["error"]["gap"] <= table["standard"]["gap"] + 0.05
-assert max(abs(table[k]["log_px"] - table["standard"]["log_px"]) for k in ("gradient", "error")) < 2.0
+for name, row in table.items():
+    claim(f"{name}: the importance-sampled log p(x) is not below the ELBO", row["log_px"], ">=", row["elbo"] - 0.1)
+    claim(f"{name}: the per-example optimum is not below the model's own estimate", row["gap"], ">", -0.1)
+claim("the gradient-encoding model leaves a smaller amortization gap than the standard encoder",
+      table["gradient"]["gap"], "<", table["standard"]["gap"])
+claim("the error-encoding model leaves a smaller amortization gap than the standard encoder",
+      table["error"]["gap"], "<", table["standard"]["gap"])
+for k in ("gradient", "error"):
+    glue(f"dlogpx_{k}", table[k]["log_px"] - table["standard"]["log_px"])
 
 # %% [markdown]
 # Both iterative models leave a smaller amortization gap than the standard encoder: their
@@ -512,8 +539,9 @@ assert max(abs(table[k]["log_px"] - table["standard"]["log_px"]) for k in ("grad
 # model, a test $\log p(x)$ of $-84.14$ nats with a standard inference model and $-83.84$ with the
 # iterative one, and, for a two-level hierarchical model, $-82.63$ and $-82.457$
 # {cite}`marino2018iterative`: gains of 0.2 to 0.3 nats. On 64-pixel digits with a few latents, a
-# small decoder and a short training run, the jointly trained models end up within a nat or two
-# of one another, in either direction (the table above): the gaps the iterative models close are
+# small decoder and a short training run, the jointly trained models end up apart by
+# {glue:text}`dlogpx_gradient:+.1f` (gradient) and {glue:text}`dlogpx_error:+.1f` nats (error) in
+# $\log p(x)$ from the standard one, in this run (the table above): the gaps the iterative models close are
 # a fraction of a nat, smaller than the run-to-run differences between jointly trained decoders.
 # The digits therefore do not resolve the paper's 0.3-nat effect, and we do not claim one. Run
 # the notebook with `FULL_SCALE = True` on a GPU for the paper's setting.

@@ -121,10 +121,12 @@ def _judge_iwae_bound(obs) -> None:
     passed("iwae_bound", 4)
 
 
-def linear_gaussian_case(seed: int = 0, n: int = 6):
+def linear_gaussian_case(seed: int = 0, n: int = 6, mu_shift: float = 0.15, logvar_shift: float = 0.5):
     """A linear-Gaussian LatentGaussianModel (float64), data x, an imperfect lambda and the exact gap.
 
-    Returns (model, x, mu, logvar, gap) where gap = max_lambda ELBO - ELBO(mu, logvar) in closed form.
+    lambda is the optimum moved by ``mu_shift`` times standard normal noise in mu and by
+    ``logvar_shift`` in logvar. Returns (model, x, mu, logvar, gap) where
+    gap = max_lambda ELBO - ELBO(mu, logvar) in closed form.
     """
     g = torch.Generator().manual_seed(seed)
     model = LatentGaussianModel(5, 2, depth=0, likelihood="gaussian", seed=seed).double()
@@ -143,8 +145,8 @@ def linear_gaussian_case(seed: int = 0, n: int = 6):
         resid2 = (x - mu @ W.T - b).pow(2) + logvar.exp() @ W.pow(2).T
         return -0.5 * (math.log(2 * math.pi) + psi + resid2 * torch.exp(-psi)).sum(-1) - kl_normal_standard(mu, logvar)
 
-    mu = m + 0.15 * torch.randn(n, 2, generator=g, dtype=torch.float64)
-    logvar = best_logvar + 0.5
+    mu = m + mu_shift * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    logvar = best_logvar + logvar_shift
     return model, x, mu, logvar, exact_elbo(m, best_logvar) - exact_elbo(mu, logvar)
 
 
