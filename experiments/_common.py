@@ -58,8 +58,9 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
 class Run:
     """One run of a script: parsed options, device, process group, timer and progress bars."""
 
-    def __init__(self, name: str, args: argparse.Namespace):
+    def __init__(self, name: str, args: argparse.Namespace, argv: list[str] | None = None):
         self.name, self.args, self.start = name, args, time.perf_counter()
+        self.argv = list(sys.argv[1:] if argv is None else argv)
         if args.smoke:
             os.environ["IAI_SMOKE"] = "1"       # the loaders keep a few examples and skip the content check
         if args.data_root is not None:
@@ -108,7 +109,7 @@ class Run:
 
     def provenance(self) -> dict:
         launcher = f"torchrun --nproc_per_node={self.world_size} " if self.world_size > 1 else "python "
-        command = launcher + " ".join(shlex.quote(a) for a in [f"experiments/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+        command = launcher + " ".join(shlex.quote(a) for a in [f"experiments/{self.name}.py", *self.argv])
         return {"command": command,
                 "git_commit": _git("rev-parse", "HEAD"),
                 "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),

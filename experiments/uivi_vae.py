@@ -35,7 +35,7 @@ def main(argv=None):
     p.add_argument("--n-mixing-is", type=int, default=None, help="eps components estimating log q (default 1000)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     args = p.parse_args(argv)
-    run = Run(NAME, args)
+    run = Run(NAME, args, argv)
     smoke = args.smoke
     epochs = args.epochs or (1 if smoke else 667 if args.paper else 6)
     n_test = args.n_test or (16 if smoke else 10_000 if args.paper else 1000)
@@ -48,7 +48,7 @@ def main(argv=None):
     x_train, x_test = data.x_train, data.x_test[:n_test]
     config = dict(data="fashion_mnist", binarize="threshold", n_train=x_train.shape[0], n_test=x_test.shape[0],
                   z_dim=z_dim, noise_dim=noise_dim, hidden=hidden, depth=2, activation="relu", batch_size=batch,
-                  lr=lr, epochs=epochs, iterations=epochs * (x_train.shape[0] // batch), sivi_n_mixing=k_sivi,
+                  lr=lr, epochs=epochs, iterations=epochs * -(-x_train.shape[0] // batch), sivi_n_mixing=k_sivi,
                   hmc=dict(n_burn=5, n_keep=5, n_leapfrog=5, step_size_init=0.5 / z_dim), n_is=n_is,
                   n_mixing_is=n_mix, seeds=seeds, methods=args.methods, paper_budget=args.paper)
     run.log(f"{x_train.shape[0]} training, {x_test.shape[0]} test images; {config['iterations']} iterations each")
