@@ -61,6 +61,7 @@ class Run:
     def __init__(self, name: str, args: argparse.Namespace, argv: list[str] | None = None):
         self.name, self.args, self.start = name, args, time.perf_counter()
         self.argv = list(sys.argv[1:] if argv is None else argv)
+        self.commit, self.dirty = _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
         if args.smoke:
             os.environ["IAI_SMOKE"] = "1"       # the loaders keep a few examples and skip the content check
         if args.data_root is not None:
@@ -111,8 +112,7 @@ class Run:
         launcher = f"torchrun --nproc_per_node={self.world_size} " if self.world_size > 1 else "python "
         command = launcher + " ".join(shlex.quote(a) for a in [f"experiments/{self.name}.py", *self.argv])
         return {"command": command,
-                "git_commit": _git("rev-parse", "HEAD"),
-                "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+                "git_commit": self.commit, "git_dirty": self.dirty,     # the code as the run started
                 "iai_core_version": iai_core.__version__, "torch_version": torch.__version__,
                 "device": str(self.device), "world_size": self.world_size, "threads": torch.get_num_threads(),
                 "seconds": round(time.perf_counter() - self.start, 1),
