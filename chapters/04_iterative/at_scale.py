@@ -117,12 +117,9 @@ for ax, m in zip(axes, ("gradient", "error")):
     ax.axvline(cfg["n_iterations"], color="k", ls=":", lw=1, label=f"T = {cfg['n_iterations']} (training)")
     ax.axhline(res[f"standard/seed{seed0}"]["test_elbo"]["mean"], color="C3", ls="--", lw=1,
                label="standard encoder (its own decoder)")
-    ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("inference iterations")
     ax.set_title(NAMES[m])
 axes[0].set_ylabel("test ELBO (nats per image)")
-axes[0].set_ylim(bottom=max(min(curves[f"gradient/seed{seed0}"]["elbo_vs_inference_iterations"][1:]) - 40,
-                            min(curves[f"gradient/seed{seed0}"]["adam_on_lambda_elbo"])))
 axes[0].legend(fontsize=8)
 plt.tight_layout()
 plt.show()
