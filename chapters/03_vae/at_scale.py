@@ -58,7 +58,7 @@ print(f"run: {prov['command']} on {prov['device']}, {prov['seconds'] / 60:.0f} m
 # $\lambda^*$ keeps the encoder's $\lambda$ wherever Adam did not improve on it, so each amortization
 # gap is at least zero by construction: compare sizes, not signs.
 
-# %%
+# %% tags=["nbval-check-output"]
 print(f"{'width':>6s} {'split':>6s} {'log p(x)':>9s} {'ELBO(encoder)':>14s} {'approximation gap':>18s} "
       f"{'amortization gap':>17s}")
 for w in WIDTHS:

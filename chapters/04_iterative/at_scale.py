@@ -60,7 +60,7 @@ print(f"run: {prov['command']} on {prov['device']}, {prov['seconds'] / 60:.0f} m
 # seeds; the spread is the range over seeds where there are two. The paper's numbers are for MNIST
 # (Fashion-MNIST is harder: its log-likelihoods are lower), after training to convergence.
 
-# %%
+# %% tags=["nbval-check-output"]
 def over_seeds(model, field):
     values = [r[field]["mean"] for k, r in res.items() if k.split("/")[0] == model]
     return sum(values) / len(values), min(values), max(values), len(values)
@@ -96,7 +96,7 @@ glue("paper_gradient", paper["test_log_likelihood_mnist"]["gradient"])
 # evaluated for all of them: the right error bar for a difference is that of the per-image
 # difference (its standard error over the images), computed below for each seed.
 
-# %%
+# %% tags=["nbval-check-output"]
 def paired(a, b, field):
     """Mean and standard error over images of the per-image difference a - b of ``field``."""
     x, y = res[a]["per_example"][field], res[b]["per_example"][field]
