@@ -89,7 +89,8 @@ def main(argv=None):
                 fresh, own = estimates
             results[key] = {"test_log_likelihood_paper_estimator": mean_and_se(fresh),
                             "test_log_likelihood_lower_bound": mean_and_se(own),
-                            "train_seconds": round(seconds, 1)}
+                            "train_seconds": round(seconds, 1),
+                            "per_example": {"paper_estimator": fresh, "lower_bound": own}}   # for paired differences
             curves[key] = curve
             run.log(f"{key}: log p(x) {fresh.mean():.2f} (fresh mixture), {own.mean():.2f} (lower bound); "
                     f"{seconds / 60:.1f} min of training")
