@@ -12,7 +12,7 @@ export MKL_NUM_THREADS := 1
 JOBS ?= 2
 export JOBS
 
-.PHONY: setup book test lint unit nbval robust colab-check build-strict notebooks student grade data retarget clean
+.PHONY: setup book test lint unit nbval robust colab-check build-strict notebooks student grade data reproduce retarget clean
 
 # Set-up runs again only when its inputs change.
 setup: .venv/.setup-done _static/mathjax/tex-svg-full.js
@@ -84,6 +84,16 @@ grade: setup
 # Fashion-MNIST from Debian's package where apt is available; otherwise how to get the files.
 data: setup
 	bash scripts/get_data.sh
+
+# Every experiment at its default budget, one after the other, each writing results/<name>.json (about an
+# hour on one CPU core; README, "Reproducing the results"). EXPERIMENT_ARGS="--paper --device cuda" for the
+# papers' budgets; data-parallel: torchrun --nproc_per_node=N experiments/<name>.py.
+EXPERIMENTS := uivi_vae gaps iterative
+reproduce: data
+	@for e in $(EXPERIMENTS); do \
+	  echo "== experiments/$$e.py"; \
+	  $(VENV)/python experiments/$$e.py $(EXPERIMENT_ARGS) || exit 1; \
+	done
 
 # make retarget URL=https://github.com/OWNER/NAME: the launch buttons and every install cell.
 retarget: setup

@@ -21,8 +21,8 @@ import torch
 from ._progress import progress
 from ._validate import check_positive, check_tensor
 
-__all__ = ["History", "minibatches", "fit_epochs", "fit_epochs_elbo", "evaluation_generator", "adam", "check_counts",
-           "check_rates", "prepare_data", "checked_transform"]
+__all__ = ["History", "data_parallel", "average_gradients", "minibatches", "fit_epochs", "fit_epochs_elbo",
+           "evaluation_generator", "adam", "check_counts", "check_rates", "prepare_data", "checked_transform"]
 
 Transform = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
@@ -63,14 +63,51 @@ class History:
         return {name: list(values) for name, values in self.columns.items()}
 
 
+def data_parallel() -> tuple[int, int]:
+    """(rank, world size) of this process: torch.distributed's when a process group is initialized
+    (e.g. under ``torchrun``), else (0, 1). With a world size above 1 every trainer runs data-parallel:
+    ``minibatches`` gives each process its share of each minibatch and ``adam``'s optimizers average
+    the gradients across processes before each step."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def average_gradients(params) -> None:
+    """Replace each parameter's gradient by its mean over the processes (one all-reduce of them all).
+
+    What ``DistributedDataParallel`` does after ``backward()``; done here, in the optimizer's step,
+    so that it also serves the trainers that take their gradients with ``torch.autograd.grad`` and
+    set ``.grad`` themselves (the iterative ones), which DDP's backward hooks never see. Every
+    process must hold gradients for the same parameters. Without a process group: nothing.
+    """
+    _, world = data_parallel()
+    grads = [p.grad for p in params if p.grad is not None]
+    if world == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat.div_(world)
+    for g, v in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(v.view_as(g))
+
+
 def minibatches(n: int, batch_size: int, generator: torch.Generator | None, device) -> tuple[torch.Tensor, ...]:
     """One epoch's minibatches: a permutation of range(n) drawn from ``generator``, cut into index
     tensors of ``batch_size`` (the last one may be smaller).
 
-    The one place where an epoch is cut into minibatches: a data-parallel trainer gives each
-    process its share of this tuple (all processes draw the same permutation from equal generators).
+    The one place where an epoch is cut into minibatches. Data-parallel (``data_parallel()`` with a
+    world size W > 1), every process draws the same permutation (from equally seeded generators)
+    and keeps its share of each minibatch, ``batch.tensor_split(W)[rank]``: the global minibatch is
+    still ``batch_size``. A last minibatch of fewer than W examples is dropped (a process with no
+    examples would have no gradient to average).
     """
-    return torch.randperm(n, generator=generator, device=device).split(batch_size)
+    batches = torch.randperm(n, generator=generator, device=device).split(batch_size)
+    rank, world = data_parallel()
+    if world == 1:
+        return batches
+    return tuple(b.tensor_split(world)[rank] for b in batches if len(b) >= world)
 
 
 def fit_epochs(step: Callable, x_train: torch.Tensor, *, epochs: int, batch_size: int,
@@ -134,14 +171,21 @@ def evaluation_generator(generator: torch.Generator | None) -> torch.Generator |
 def adam(params, lr: float, *, fused: bool = False) -> torch.optim.Optimizer:
     """``torch.optim.Adam(params, lr)``. With ``fused``, its update runs as one kernel where this
     torch has one (CUDA, and the CPU since torch 2.4): the same rule, rounded differently, without a
-    dozen passes over the parameters per step (the iterative trainers, whose steps are many and small)."""
+    dozen passes over the parameters per step (the iterative trainers, whose steps are many and small).
+    Data-parallel (``data_parallel``), the optimizer averages the gradients across processes before each step."""
     params = list(params)
+    optimizer = None
     if fused:
         try:
-            return torch.optim.Adam(params, lr=lr, fused=True)
+            optimizer = torch.optim.Adam(params, lr=lr, fused=True)
         except (RuntimeError, TypeError, ValueError):
             pass
-    return torch.optim.Adam(params, lr=lr)
+    if optimizer is None:
+        optimizer = torch.optim.Adam(params, lr=lr)
+    if data_parallel()[1] > 1:       # data-parallel: each step first averages the gradients across processes
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: average_gradients(
+            [p for group in opt.param_groups for p in group["params"]]))
+    return optimizer
 
 
 def check_counts(*, allow_zero: tuple[str, ...] = ("epochs",), **counts) -> None:

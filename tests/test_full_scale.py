@@ -16,7 +16,9 @@ from iai_core import write_synthetic_data
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(p for p in (ROOT / "chapters").rglob("*.ipynb")
-                  if ".ipynb_checkpoints" not in p.parts and p.name != "exercises.ipynb")
+                  if ".ipynb_checkpoints" not in p.parts and p.name != "exercises.ipynb"
+                  and not nbformat.read(str(p), as_version=4).metadata.get("iai", {}).get("reads_results"))
+# (the "At real scale" pages, metadata "iai": {"reads_results": true}, read results/*.json: no switch to turn)
 SWITCH = re.compile(r"^FULL_SCALE = False\b", re.M)
 
 

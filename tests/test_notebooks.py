@@ -103,10 +103,22 @@ def test_committed_executed_in_order_without_errors(path):
     assert "widgets" not in nb["metadata"], "widget state is stored (the book would load widget scripts from a CDN)"
 
 
+def reads_results(nb) -> bool:
+    """An "At real scale" page: it reads the committed results/*.json and trains nothing (metadata
+    ``"iai": {"reads_results": true}``), so it has no FULL_SCALE switch."""
+    return bool(nb.get("metadata", {}).get("iai", {}).get("reads_results", False))
+
+
 @pytest.mark.parametrize("path", MAIN, ids=ids(MAIN))
 def test_chapter_has_full_scale_switch_and_claims(path):
-    sources = [src(c) for c in code_cells(load(path))]
-    assert sum(bool(re.search(r"^FULL_SCALE = False\b", s, re.M)) for s in sources) == 1, "one FULL_SCALE switch"
+    nb = load(path)
+    sources = [src(c) for c in code_cells(nb)]
+    switches = sum(bool(re.search(r"^FULL_SCALE = False\b", s, re.M)) for s in sources)
+    if reads_results(nb):
+        assert switches == 0, "a page that reads results/*.json has no FULL_SCALE switch"
+        assert not any(re.search(r"\b(train_\w+|fit_\w+)\(", s) for s in sources), "a results page trains nothing"
+    else:
+        assert switches == 1, "one FULL_SCALE switch"
     assert any(re.search(r"\bclaim\(", s) for s in sources), "claims must be checked with iai_core.claim"
 
 

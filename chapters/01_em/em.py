@@ -48,13 +48,14 @@ N_BIG = budget(100_000, smoke_n=2_000)            # FULL_SCALE: points of the 10
 # %% [markdown]
 # ## A Gaussian mixture
 #
-# The latent variable is a component index $z \in \{1, \dots, K\}$:
+# The latent variable is a component index $z \in \{1, \dots, C\}$:
 #
-# $$ z \sim \mathrm{Categorical}(\pi), \qquad x \mid z = k \sim \mathcal{N}(\mu_k, \Sigma_k), \qquad
-#    \theta = \{\pi_k, \mu_k, \Sigma_k\}_{k=1}^K. $$
+# $$ z \sim \mathrm{Categorical}(\pi), \qquad x \mid z = c \sim \mathcal{N}(\mu_c, \Sigma_c), \qquad
+#    \theta = \{\pi_c, \mu_c, \Sigma_c\}_{c=1}^C. $$
 #
 # Our data are 600 points in the plane drawn from three elongated, overlapping clusters. We pretend
-# we do not know which cluster produced which point, and fit a mixture with $K = 3$.
+# we do not know which cluster produced which point, and fit a mixture with $C = 3$ components. (The book writes $C$ for mixture
+# components and keeps $K$ for importance samples; see the {ref}`notation table <sec-notation>`.)
 
 # %%
 def make_data(n=600, seed=0):
@@ -81,11 +82,11 @@ plt.show()
 #
 # By Bayes' rule the posterior over the component of point $x_n$ is
 #
-# $$ r_{nk} \equiv p_\theta(z_n = k \mid x_n) = \frac{\pi_k\, \mathcal{N}(x_n; \mu_k, \Sigma_k)}{\sum_{j=1}^K \pi_j\, \mathcal{N}(x_n; \mu_j, \Sigma_j)}, $$
+# $$ r_{nc} \equiv p_\theta(z_n = c \mid x_n) = \frac{\pi_c\, \mathcal{N}(x_n; \mu_c, \Sigma_c)}{\sum_{c'=1}^C \pi_{c'}\, \mathcal{N}(x_n; \mu_{c'}, \Sigma_{c'})}, $$
 #
-# the *responsibility* of component $k$ for point $n$. The sum in the denominator has $K$ terms,
-# so inference costs $O(NK)$ density evaluations: this is what makes the mixture the tractable
-# case. `iai_core` computes it in log space, $r_{nk} = \mathrm{softmax}_k(\log \pi_k + \log \mathcal{N}(x_n; \mu_k, \Sigma_k))$,
+# the *responsibility* of component $c$ for point $n$. The sum in the denominator has $C$ terms,
+# so inference costs $O(NC)$ density evaluations: this is what makes the mixture the tractable
+# case. `iai_core` computes it in log space, $r_{nc} = \mathrm{softmax}_c(\log \pi_c + \log \mathcal{N}(x_n; \mu_c, \Sigma_c))$,
 # so that points far from every component (whose densities all underflow) still get valid
 # probabilities.
 
@@ -112,9 +113,9 @@ claim("iai_core's responsibilities are Bayes' rule (largest difference, to 1e-12
 #    = \mathbb{E}_{p_\theta(z \mid x)}\big[\nabla_\theta \log p_\theta(x, z)\big]. $$
 #
 # The gradient of the *marginal* log-likelihood is the *complete-data* gradient averaged over the
-# posterior. For the mean of component $k$, $\nabla_{\mu_k} \log p(x_n, z_n = j) = [j = k]\,\Sigma_k^{-1}(x_n - \mu_k)$, so
+# posterior. For the mean of component $c$, $\nabla_{\mu_c} \log p(x_n, z_n = c') = [c' = c]\,\Sigma_c^{-1}(x_n - \mu_c)$, so
 #
-# $$ \nabla_{\mu_k} \sum_n \log p_\theta(x_n) = \sum_n r_{nk}\, \Sigma_k^{-1} (x_n - \mu_k). $$
+# $$ \nabla_{\mu_c} \sum_n \log p_\theta(x_n) = \sum_n r_{nc}\, \Sigma_c^{-1} (x_n - \mu_c). $$
 #
 # Every method in this book estimates this expectation somehow. When the posterior is exact, as
 # here, we can check the identity against automatic differentiation:
@@ -134,35 +135,43 @@ claim("the autograd gradient equals the posterior-expectation gradient (relative
 # %% [markdown]
 # ## EM: the E-step and the M-step
 #
-# Setting that gradient to zero does not give a closed form, because $r_{nk}$ itself depends on
-# $\theta$. EM breaks the circle. For any distribution $q(z)$ over the components, Jensen's
+# Setting that gradient to zero does not give a closed form, because $r_{nc}$ itself depends on
+# $\theta$. EM breaks the circle. For any distribution $q$ over the components of a point, with
+# probabilities $\lambda_c = q(z = c)$ (the variational parameters of the later chapters), Jensen's
 # inequality gives a lower bound,
 #
-# $$ \log p_\theta(x) = \log \sum_z q(z) \frac{p_\theta(x, z)}{q(z)} \;\ge\; \sum_z q(z) \log \frac{p_\theta(x, z)}{q(z)} \equiv \mathcal{L}(q, \theta), $$
+# $$ \log p_\theta(x) = \log \sum_z q(z) \frac{p_\theta(x, z)}{q(z)} \;\ge\; \sum_z q(z) \log \frac{p_\theta(x, z)}{q(z)} \equiv \mathcal{L}(x, \lambda; \theta), $$
 #
 # and the gap is exactly $\mathrm{KL}(q(z) \,\|\, p_\theta(z \mid x))$ {cite}`neal1998view`. EM
-# maximizes $\mathcal{L}$ by coordinate ascent:
+# maximizes $\mathcal{L}$, summed over the points (each with its own $\lambda_n$), by coordinate ascent:
 #
-# - **E-step** (maximize over $q$ with $\theta$ fixed): the KL gap is zero when $q$ is the posterior,
-#   so $q(z_n = k) = r_{nk}$, and then $\mathcal{L} = \log p_\theta(x)$.
-# - **M-step** (maximize over $\theta$ with $q$ fixed): only $\sum_n \sum_k r_{nk} \log p_\theta(x_n, z_n = k)$
-#   depends on $\theta$, a weighted Gaussian log-likelihood. With $N_k = \sum_n r_{nk}$, setting its
-#   gradients to zero (with a Lagrange multiplier for $\sum_k \pi_k = 1$) gives
+# - **E-step** (maximize over $\lambda$ with $\theta$ fixed): the KL gap is zero when $q$ is the posterior,
+#   so $\lambda_{nc} = r_{nc}$, and then $\mathcal{L}(x_n, \lambda_n; \theta) = \log p_\theta(x_n)$.
+# - **M-step** (maximize over $\theta$ with $\lambda$ fixed): only $\sum_n \sum_c r_{nc} \log p_\theta(x_n, z_n = c)$
+#   depends on $\theta$, a weighted Gaussian log-likelihood. With $N_c = \sum_n r_{nc}$, setting its
+#   gradients to zero (with a Lagrange multiplier for $\sum_c \pi_c = 1$) gives
 #
-# $$ \pi_k = \frac{N_k}{N}, \qquad \mu_k = \frac{1}{N_k}\sum_n r_{nk}\, x_n, \qquad
-#    \Sigma_k = \frac{1}{N_k}\sum_n r_{nk}\,(x_n - \mu_k)(x_n - \mu_k)^\top. $$
+# $$ \pi_c = \frac{N_c}{N}, \qquad \mu_c = \frac{1}{N_c}\sum_n r_{nc}\, x_n, \qquad
+#    \Sigma_c = \frac{1}{N_c}\sum_n r_{nc}\,(x_n - \mu_c)(x_n - \mu_c)^\top. $$
 #
 # Note that the M-step gradient is the posterior-expectation gradient of the previous section,
 # with the posterior frozen at the old $\theta$: EM solves the stationarity condition exactly for
 # fixed responsibilities, instead of taking a small step along it.
 #
-# **Why the log-likelihood never decreases.** After the E-step, $\mathcal{L}(q, \theta_{\rm old}) = \log p_{\theta_{\rm old}}(x)$.
+# **Why the log-likelihood never decreases.** After the E-step, $\mathcal{L}(x, \lambda; \theta_{\rm old}) = \log p_{\theta_{\rm old}}(x)$.
 # The M-step can only increase $\mathcal{L}$, and $\mathcal{L}$ is below $\log p$ for every
-# $\theta$, so $\log p_{\theta_{\rm new}}(x) \ge \mathcal{L}(q, \theta_{\rm new}) \ge \mathcal{L}(q, \theta_{\rm old}) = \log p_{\theta_{\rm old}}(x)$ {cite}`wu1983convergence`.
+# $\theta$, so $\log p_{\theta_{\rm new}}(x) \ge \mathcal{L}(x, \lambda; \theta_{\rm new}) \ge \mathcal{L}(x, \lambda; \theta_{\rm old}) = \log p_{\theta_{\rm old}}(x)$ {cite}`wu1983convergence`.
+# (Exercise 4 of the {doc}`exercise notebook <exercises>` asks you to derive this chain and check it numerically.)
 #
 # `iai_core.fit_gmm` runs these steps vectorized over points and components, in log space, and
 # adds a small ridge (`reg`, as scikit-learn's `reg_covar`) to every covariance so that a
-# component that collapses onto a single point stays invertible.
+# component that collapses onto a single point stays invertible. With the ridge the M-step returns
+# $\Sigma_c + \mathrm{reg}\, I$ rather than the maximizer $\Sigma_c$ above, so it is **not an exact
+# argmax** of $\mathcal{L}$, and the argument above holds only up to what the ridge costs. Since the
+# maximizer is a stationary point of $\mathcal{L}$, that cost is second order in `reg`: about
+# $\mathrm{reg}^2$ times the curvature, $10^{-12}$ nats per point for `reg` $= 10^{-6}$ and
+# covariances of order one. (The same argument holds for any M-step that increases $\mathcal{L}$
+# without maximizing it, *generalized* EM.) Below we also measure it at the optimum.
 
 # %%
 em = fit_gmm(x, 3, covariance_type="full", n_iterations=N_EM, tol=1e-10, reg=1e-6, init=init,
@@ -175,12 +184,19 @@ glue("em_iterations", em.n_iterations)
 # %% tags=["remove-input"]
 claim("EM converges (a rise below 1e-10 nats) well within its iteration budget", em.n_iterations, "<", N_EM)
 claim("EM never decreases the log-likelihood (to 1e-12 nats per point)", em.log_likelihood.diff(), ">=", -1e-12)
+# the ridge's cost at the optimum: the same EM with a ridge 10^7 times smaller
+em_tiny_ridge = fit_gmm(x, 3, covariance_type="full", n_iterations=N_EM, tol=1e-10, reg=1e-13, init=init)
+ridge_cost = float(em_tiny_ridge.log_likelihood[-1]) - ll_em[-1]
+glue("ridge_cost", abs(ridge_cost))
+claim("the ridge reg = 1e-6 costs less than 1e-9 nats per point at the optimum", abs(ridge_cost), "<", 1e-9)
 
 # %% [markdown]
 # The log-likelihood rises at every iteration (checked above to $10^{-12}$ nats per point) and EM
-# stops after {glue:text}`em_iterations` iterations, when it rises by less than $10^{-10}$. The figure shows
-# the fit itself: each ellipse is the two-standard-deviation contour of a component, its line width
-# proportional to $\pi_k$, and each point is coloured by its responsibilities.
+# stops after {glue:text}`em_iterations` iterations, when it rises by less than $10^{-10}$. The ridge
+# costs {glue:text}`ridge_cost:.0e` nats per point at the end (the same EM with `reg` $= 10^{-13}$ ends that
+# much higher or lower; checked below $10^{-9}$). The figure shows the fit itself: each ellipse is the
+# two-standard-deviation contour of a component, drawn with a line width of $1 + 6\pi_c$ points so
+# that heavier components have thicker outlines, and each point is coloured by its responsibilities.
 
 # %%
 COLORS = np.array([[0.85, 0.33, 0.10], [0.00, 0.45, 0.70], [0.00, 0.62, 0.45]])
@@ -203,7 +219,7 @@ def draw_fit(ax, gmm, title):
 shown = [min(t, len(states) - 1) for t in (0, 1, 2, 5, 10)] + [len(states) - 1]
 fig, axes = plt.subplots(2, 3, figsize=(10, 7), sharex=True, sharey=True)
 for ax, t in zip(axes.flat, shown):
-    draw_fit(ax, states[t], f"iteration {t}: {ll_em[t]:.3f} nats")
+    draw_fit(ax, states[t], f"iteration {t}: {ll_em[t]:.3f} nats per point")
 for ax in axes[1]:
     ax.set_xlabel("$x_1$")
 for ax in axes[:, 0]:
@@ -234,7 +250,7 @@ widgets.interact(show_iteration, t=slider);
 #
 # The same likelihood can be climbed by plain gradient ascent, $\theta \leftarrow \theta + \alpha \nabla_\theta \frac{1}{N}\sum_n \log p_\theta(x_n)$,
 # with the gradient of {ref}`the previous sections <sec-em-gradient>`. To keep every step valid we ascend in unconstrained
-# coordinates: softmax logits for $\pi$, and for $\Sigma_k$ a Cholesky factor with a log-diagonal.
+# coordinates: softmax logits for $\pi$, and for $\Sigma_c$ a Cholesky factor with a log-diagonal.
 # A fair race needs two things. **A tuned step size**: we search $\alpha$ on a log-spaced grid
 # from 0.1 to 3 (a factor 1.28 apart), then on a grid nine times finer around the best one, and keep
 # the step that comes within 0.001 nats per point of the optimum, and stays there, in the fewest
@@ -269,21 +285,26 @@ def iterations_to(ll, target):
 
 
 def tune_gradient_ascent(x, start, target):
-    """The step size reaching target in the fewest iterations: a coarse log grid, then a 9x finer one around it."""
+    """The step size reaching target in the fewest iterations: a coarse log grid, then a 9x finer one around it.
+
+    The finer runs are followed for twice the coarse winner's iterations (plus 50), enough to see them stay.
+    """
     coarse = fit_gmm_gradient_sweep(x, start, COARSE_STEPS, n_iterations=N_GA)
-    hits = [(iterations_to(ll, target), lr) for ll, lr in zip(coarse.log_likelihood.cpu().numpy(), COARSE_STEPS)]
-    hits = [(i, lr) for i, lr in hits if i is not None]
+    its = [iterations_to(ll, target) for ll in coarse.log_likelihood.cpu().numpy()]
+    hits = [(i, lr, j) for j, (i, lr) in enumerate(zip(its, COARSE_STEPS)) if i is not None]
     if not hits:
-        return dict(lr=None, iterations=None, coarse=coarse)
-    best_iterations, best_lr = min(hits)
+        return dict(lr=None, iterations=None, coarse=coarse, edge=False, larger_fails=True)
+    best_iterations, best_lr, j = min(hits)
+    best_path = coarse.log_likelihood[j].cpu().numpy()
+    larger_fails = j + 1 < len(its) and its[j + 1] is None     # the next larger step never gets there
     fine_steps = np.geomspace(best_lr / 1.28, best_lr * 1.28, 9)
-    fine = fit_gmm_gradient_sweep(x, start, fine_steps, n_iterations=N_GA)
+    fine = fit_gmm_gradient_sweep(x, start, fine_steps, n_iterations=min(N_GA, 2 * best_iterations + 50))
     for ll, lr in zip(fine.log_likelihood.cpu().numpy(), fine_steps):
         i = iterations_to(ll, target)
         if i is not None and i < best_iterations:
-            best_iterations, best_lr = i, lr
-    return dict(lr=float(best_lr), iterations=best_iterations, coarse=coarse,
-                edge=bool(best_lr >= COARSE_STEPS[-2]))
+            best_iterations, best_lr, best_path = i, lr, ll
+    return dict(lr=float(best_lr), iterations=best_iterations, coarse=coarse, coarse_best=j, best_path=best_path,
+                edge=bool(j >= len(COARSE_STEPS) - 2), larger_fails=larger_fails)
 
 
 def best_of_starts(x, seed):
@@ -305,7 +326,7 @@ for r in range(N_REPLICATES):
         em_path = ems[name].log_likelihood.cpu().numpy()
         ga = tune_gradient_ascent(xr, s, optimum - TOLERANCE)
         race.append(dict(data=r, start=name, em=iterations_to(em_path, optimum - TOLERANCE),
-                         ga=ga["iterations"], lr=ga["lr"], edge=ga.get("edge", False)))
+                         ga=ga["iterations"], lr=ga["lr"], edge=ga["edge"], larger_fails=ga["larger_fails"]))
         if r == 0:
             curves[name] = dict(em=em_path, ga=ga, optimum=optimum)
 
@@ -326,11 +347,14 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
 for ax, (name, c) in zip(axes, curves.items()):
     ga = c["ga"]
     ax.plot(np.arange(len(c["em"])), np.maximum(c["optimum"] - c["em"], 1e-9), "k", lw=2, label="EM")
-    best_index = int(np.argmin(np.abs(COARSE_STEPS - (ga["lr"] or COARSE_STEPS[0]))))
-    for i, style in ((best_index, "-"), (max(best_index - 6, 0), "--"), (min(best_index + 1, 14), ":")):
-        ll = ga["coarse"].log_likelihood[i].cpu().numpy()
-        ax.plot(np.arange(len(ll)), np.maximum(c["optimum"] - ll, 1e-9), style, lw=1.2,
-                label=f"gradient ascent, step {COARSE_STEPS[i]:.2f}")
+    if ga["lr"] is not None:
+        ax.plot(np.arange(len(ga["best_path"])), np.maximum(c["optimum"] - ga["best_path"], 1e-9), "-", lw=1.2,
+                label=f"gradient ascent, best step {ga['lr']:.2f}")
+        j = ga["coarse_best"]
+        for i, style, what in ((max(j - 6, 0), "--", "smaller"), (min(j + 1, len(COARSE_STEPS) - 1), ":", "larger")):
+            ll = ga["coarse"].log_likelihood[i].cpu().numpy()
+            ax.plot(np.arange(len(ll)), np.maximum(c["optimum"] - ll, 1e-9), style, lw=1.2,
+                    label=f"gradient ascent, {what} step {COARSE_STEPS[i]:.2f}")
     ax.axhline(TOLERANCE, color="0.6", ls=":", lw=1, label="0.001 nats from the optimum")
     ax.set(xscale="symlog", yscale="log", xlim=(0, N_GA), ylim=(1e-9, 10), title=f"{name} start",
            xlabel="iteration (log scale beyond 1)")
@@ -354,8 +378,9 @@ ratios = {name: np.array([row["ratio"] for row in compared if row["start"] == na
           for name in ("k-means++", "poor")}
 claim("from the poor start, gradient ascent at its best step needs at least 4 times as many iterations as EM",
       ratios["poor"].min(), ">=", 4.0)
-claim("the best step size lies inside the searched grid (the next larger steps fail)",
-      not any(row["edge"] for row in race))
+claim("the best step size lies inside the searched grid", not any(row["edge"] for row in race))
+claim("the best step is the largest of the coarse grid that reaches the optimum: the next larger step never does",
+      all(row["larger_fails"] for row in race if row["lr"] is not None))
 first = {row["start"]: row for row in race if row["data"] == 0}
 glue("n_starts", N_STARTS)
 glue("n_replicates", N_REPLICATES)
@@ -422,8 +447,8 @@ claim("iai_core and scikit-learn reach the same maximum (to 1e-6 nats per point)
 #
 # ## Diagonal covariances
 #
-# Restricting each $\Sigma_k$ to be diagonal gives a cheaper model with fewer parameters
-# ($KD$ instead of $KD(D+1)/2$) that cannot represent tilted clusters. The E and M steps are the
+# Restricting each $\Sigma_c$ to be diagonal gives a cheaper model with fewer parameters
+# ($CD$ instead of $CD(D+1)/2$) that cannot represent tilted clusters. The E and M steps are the
 # same with the off-diagonal entries dropped. On our data, whose clusters are tilted, the diagonal
 # fit must be worse:
 
@@ -462,9 +487,10 @@ if FULL_SCALE:
 # EM worked because the E-step was exact: we could compute $p_\theta(z \mid x)$ for every point.
 # For the models of the next chapters, in which $z$ is a continuous vector passed through a neural
 # network, the sum over $z$ becomes an integral nobody can compute, and so does the posterior.
-# The lower bound $\mathcal{L}(q, \theta)$ survives, though: {ref}`Chapter 2 <ch-vi>` keeps it
+# The lower bound $\mathcal{L}(x, \lambda; \theta)$ survives, though: {ref}`Chapter 2 <ch-vi>` keeps it
 # and restricts $q$ to a family we can handle, which turns the E-step into an optimization problem
 # of its own.
 #
 # **Exercises.** The {doc}`exercise notebook <exercises>` asks you to write the E-step, the M-step and
-# the log-likelihood yourself; its checks tell you what is wrong when something is.
+# the log-likelihood yourself, and to derive and check why EM never decreases the log-likelihood; its
+# checks tell you what is wrong when something is.
