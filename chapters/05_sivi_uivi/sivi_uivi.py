@@ -324,7 +324,8 @@ glue("bias_s06_eps", 100 * r6[0, 0])
 # A chain that never moves errs by {glue:text}`bias_s02_eps:.0f`% of the gradient's norm at $\sigma = 0.2$ and
 # {glue:text}`bias_s06_eps:.0f`% at $\sigma = 0.6$ (dotted lines), and that error is $-\nabla_\phi I$ up to
 # Monte Carlo noise. With the UIVI code's 5 burn-in and 5 kept iterations the error at $\sigma = 0.2$ is still
-# {glue:text}`bias_s02_5:.0f`% (standard error {glue:text}`bias_s02_5_se:.1f`); a burn-in of 20–40 iterations
+# {glue:text}`bias_s02_5:.0f`% (standard error {glue:text}`bias_s02_5_se:.1f`; 25–33% over the seed sweep,
+# since the adapted step size varies with the seed too); a burn-in of 20–40 iterations
 # brings it to the noise level of this measurement ({glue:text}`bias_s02_40:.1f`% at 40, noise
 # {glue:text}`bias_s02_floor:.1f`%). With wider components, $\sigma = 0.6$, the reverse conditional is wider,
 # the adapted steps longer, and 5 + 5 errs by only {glue:text}`bias_s06_5:.1f`% (noise
