@@ -128,7 +128,7 @@ def test_uivi_gradient_is_the_exact_elbo_gradient_in_the_linear_case():
     """With a chain long enough to forget its start, the surrogate's gradient averages to the exact one.
 
     (With the short 5 + 5 chain, the kept eps' still remember the eps that made z, and the product with
-    grad_theta h, which also depends on eps, is slightly biased: the price UIVI pays for speed.)
+    grad_phi h, which also depends on eps, is biased: see the next test and Chapter 5's measurement.)
     """
     q = linear_q(sigma=0.6)
     params = list(q.parameters())
@@ -142,6 +142,28 @@ def test_uivi_gradient_is_the_exact_elbo_gradient_in_the_linear_case():
     grads = torch.stack(grads)
     se = grads.std(0) / math.sqrt(grads.shape[0])
     assert ((grads.mean(0) - exact).abs() < 5 * se + 2e-3).all()
+
+
+def test_a_chain_that_never_moves_gives_the_gradient_of_elbo_minus_mutual_information():
+    """With eps' = eps the score is grad_z log q(z | eps) and the surrogate's gradient averages to
+    grad (ELBO - I(eps; z)); in the linear case I = (logdet Sigma - sum logvar) / 2. A sign slip or
+    a missing term in the surrogate moves the mean away by many standard errors."""
+    q = linear_q(sigma=0.4)
+    params = list(q.parameters())
+    mean, cov = q.gaussian_marginal()
+    target = exact_elbo_standard_normal(q) - 0.5 * (torch.logdet(cov) - q.logvar_param.sum())
+    expected = torch.cat([t.reshape(-1) for t in torch.autograd.grad(target, params)])
+    g, grads = make_generator(3), []
+    for _ in range(20):
+        z, eps, _ = q.sample(2000, generator=g)
+        score = score_from_samples(q, z, eps[None])             # eps' = eps
+        value = standard_normal_log_density(z) - (score * z).sum(-1)
+        grads.append(torch.cat([t.reshape(-1) for t in torch.autograd.grad(value.mean(), params)]))
+    grads = torch.stack(grads)
+    se = grads.std(0) / math.sqrt(grads.shape[0])
+    assert ((grads.mean(0) - expected).abs() < 5 * se + 1e-6).all()
+    exact = torch.cat([t.reshape(-1) for t in torch.autograd.grad(exact_elbo_standard_normal(q), params)])
+    assert ((grads.mean(0) - exact).abs() > 10 * se).any()       # and it is not the ELBO's gradient
 
 
 def test_sivi_shared_and_per_sample_mixing_agree_in_expectation():

@@ -40,7 +40,7 @@ torch.set_default_dtype(torch.float64)
 #
 # $$ p \leftarrow p + \tfrac{h}{2} \nabla \log \pi(q), \qquad q \leftarrow q + h\, p, \qquad p \leftarrow p + \tfrac{h}{2} \nabla \log \pi(q), $$
 #
-# and for `n_steps` steps the two half steps in the middle merge into full steps. Return the final
+# and for `n_leapfrog` steps the two half steps in the middle merge into full steps. Return the final
 # `(q, p)`. The map keeps $H$ nearly constant, preserves volume and is reversible: flip the momentum
 # and it retraces its path, which is what makes the Metropolis correction exact.
 
@@ -120,10 +120,10 @@ def grad_log_reverse(eps):
     return -eps + ((z - eps @ A.T - b) / torch.exp(logvar)) @ A
 
 
-def my_hmc(eps, n_iter, step_size=0.25, n_leapfrog=5, generator=None):
-    """HMC with your leapfrog; returns the states after every iteration, (n_iter, N, 3)."""
+def my_hmc(eps, n_iterations, step_size=0.25, n_leapfrog=5, generator=None):
+    """HMC with your leapfrog; returns the states after every iteration, (n_iterations, N, 3)."""
     states = []
-    for _ in range(n_iter):
+    for _ in range(n_iterations):
         p0 = torch.randn(eps.shape, generator=generator)
         eps_new, p_new = leapfrog(eps, p0, grad_log_reverse, step_size, n_leapfrog)
         log_ratio = log_reverse(eps_new) - log_reverse(eps) + 0.5 * (p0.pow(2).sum(-1) - p_new.pow(2).sum(-1))
@@ -179,7 +179,7 @@ claim("at a fixed z the score estimate averages to the exact score (within 5 sta
 # Your estimate is unbiased at every fixed $z$ even though each chain ran only 10 iterations: started at an
 # exact draw, the chain never leaves the reverse conditional. This check cannot see the bias that matters.
 # In UIVI's *gradient* the kept samples' memory of the start $\varepsilon$ is not harmless, because
-# $\varepsilon$ also enters $\nabla_\theta h_\theta(u; \varepsilon)$: with $\varepsilon' = \varepsilon$ (a chain that never
+# $\varepsilon$ also enters $\nabla_\phi h_\phi(u; \varepsilon)$: with $\varepsilon' = \varepsilon$ (a chain that never
 # moves) the estimator is the gradient of $\mathbb{E}[\log p(x, z) - \log q(z \mid \varepsilon)]$, the ELBO minus the
 # mutual information $I(\varepsilon; z)$, and a chain that keeps a fraction of its start keeps roughly that
 # fraction of the bias $-\nabla I$ (see the chapter's section on the price of a short chain). So the
