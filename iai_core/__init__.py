@@ -45,8 +45,8 @@ from .data import (Dataset, dynamic_binarize, load_dataset, load_digits, load_mn
 from .devices import available_devices, default_device
 
 # Chapter 1
-from .gmm import (EMResult, GaussianMixture, component_log_prob, e_step, fit_gmm, fit_gmm_gradient, init_gmm,
-                  m_step, mixture_log_likelihood, responsibilities)
+from .gmm import (EMResult, GaussianMixture, GradientSweepResult, component_log_prob, e_step, fit_gmm, fit_gmm_gradient,
+                  fit_gmm_gradient_sweep, init_gmm, m_step, mixture_log_likelihood, responsibilities)
 
 # Chapter 2
 from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, reparameterize, standard_noise

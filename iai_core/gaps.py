@@ -21,7 +21,7 @@ from .importance import log_marginal_is
 from .local_opt import LocalOptResult, optimize_lambda
 from .models import LatentGaussianModel
 
-__all__ = ["GapResult", "measure_gaps"]
+__all__ = ["GapResult", "measure_gaps", "mean_se"]
 
 
 @dataclass
@@ -104,3 +104,18 @@ def measure_gaps(model: LatentGaussianModel, x: torch.Tensor, mu: torch.Tensor, 
     log_px = log_marginal_is(model, x, mu_star, logvar_star, n_samples=n_is, chunk_size=chunk_size,
                              generator=generator)
     return GapResult(elbo_amortized, elbo_optimized, log_px, mu_star, logvar_star, opt)
+
+
+def mean_se(values: torch.Tensor) -> tuple[float, float]:
+    """The mean of per-example values (n,), e.g. a gap, and its standard error std / sqrt(n), as floats.
+
+    The standard error is that of independent examples (the sample standard deviation, n - 1 in the
+    denominator); for the difference of two measurements on the same examples pass the per-example
+    difference.
+    """
+    if not isinstance(values, torch.Tensor):
+        raise TypeError(f"values must be a torch.Tensor, got {type(values).__name__}")
+    if values.ndim != 1 or values.shape[0] < 2:
+        raise ValueError(f"values must have shape (n,) with n >= 2, got {tuple(values.shape)}")
+    values = values.detach().double()
+    return float(values.mean()), float(values.std() / values.shape[0] ** 0.5)

@@ -29,17 +29,24 @@ from .models import mlp
 __all__ = ["LOGVAR_MIN", "LOGVAR_MAX", "NORMALIZATIONS", "normalize", "gated_update", "GatedLevel", "unrolled_step"]
 
 LOGVAR_MIN, LOGVAR_MAX = -15.0, 15.0      # the official code clamps log-variances to this range
-NORMALIZATIONS = ("layer", "log_sign", "none")
+NORMALIZATIONS = ("batch", "layer", "log_sign", "none")
 
 
 def normalize(v: torch.Tensor, how: str = "layer", eps: float = 1e-5) -> torch.Tensor:
-    """Normalize an input signal example by example: (batch, k) -> (batch, k), or (batch, 2k) for log_sign.
+    """Normalize an input signal: (batch, k) -> (batch, k), or (batch, 2k) for log_sign.
 
-    ``'log_sign'`` (the default, the official code's encoding): the pair (log(|v| + eps), sign(v)),
-    which keeps each entry's magnitude on a log scale.
+    ``'log_sign'`` (the official code's MNIST encoding): the pair (log(|v| + eps), sign(v)), example
+    by example, which keeps each entry's magnitude on a log scale.
+    ``'batch'`` (the official code's "layer_norm" gradient encoding, its CIFAR-10 configuration):
+    each of the k features standardized *across the batch*, (v - mean_batch(v)) / (std_batch(v) + eps)
+    with the unbiased standard deviation. It keeps the magnitudes relative to the rest of the batch
+    (an example whose gradient is twice its neighbours' gets twice the input) but discards the
+    batch's overall scale, and an example's input depends on the other examples of its batch. Needs
+    batch >= 2.
     ``'layer'``: parameter-free layer normalization, (v - mean(v)) / std(v) over the k features of
-    each example. It is scale-free (a gradient 10^6 times larger gives the same input), so it also
-    discards the gradient's size: with few latents (k = 2) only the signs survive.
+    each example. It discards each example's scale *and* much of its shape: with k = 2 the output
+    is exactly +-(1, -1) / (1 + eps), one bit per example ([3.0, 0.01] and [0.1, -7.0] both give
+    (1, -1)); the magnitudes are gone, and so are the signs of the entries unless they differ.
     ``'none'``: v unchanged.
     """
     if how == "none":
@@ -51,6 +58,16 @@ def normalize(v: torch.Tensor, how: str = "layer", eps: float = 1e-5) -> torch.T
         v = v / v.abs().amax(-1, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
         centred = v - v.mean(-1, keepdim=True)
         return centred / (centred.pow(2).mean(-1, keepdim=True).sqrt() + eps)
+    if how == "batch":
+        if v.ndim != 2 or v.shape[0] < 2:
+            raise ValueError(f"normalization 'batch' standardizes across the batch and needs v of shape "
+                             f"(batch >= 2, k), got {tuple(v.shape)}")
+        # (v / s - mean) / (std / s + eps / s) with s = max_batch |v| is the official formula, without overflow
+        scale = v.abs().amax(0, keepdim=True).clamp_min(torch.finfo(v.dtype).tiny)
+        centred = v / scale
+        centred = centred - centred.mean(0, keepdim=True)
+        std = (centred.pow(2).sum(0, keepdim=True) / (v.shape[0] - 1)).sqrt()
+        return centred / (std + eps / scale)
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {how!r}")
 
 

@@ -9,7 +9,9 @@ model f_phi instead *refines* an estimate, reading what a gradient method would 
 
 The *gradient encoding* feeds grad_mu ELBO and grad_logvar ELBO (normalized, see ``normalize``);
 the *error encoding* feeds the prediction errors of the data, x - E[p(x | z)], and of the
-latents, (z - prior mean) / prior variance, from which those gradients are built.
+latents, (z - prior mean) / prior variance, from which those gradients are built. The ablation
+``'none'`` feeds no signal at all: with ``include_x`` the model refines lambda from x and lambda
+alone, which separates what an encoding adds from what reading x adds.
 
 The model is one gated (mu, logvar) level (``iai_core.gated``, which the two-level model of
 Section 4.2 stacks). Training unrolls T iterations per minibatch (``gated.unrolled_step``): phi
@@ -37,7 +39,7 @@ from .training import (History, adam, check_counts, check_rates, checked_transfo
 __all__ = ["ENCODINGS", "prediction_errors", "IterativeEncoder", "IterativeResult", "iterative_inference",
            "train_step", "train_iterative"]
 
-ENCODINGS = ("gradient", "error")
+ENCODINGS = ("gradient", "error", "none")
 
 
 @torch.no_grad()
@@ -62,10 +64,12 @@ class IterativeEncoder(GatedLevel):
     one ``gated.GatedLevel`` (the MLP ``net``) that builds its own features.
 
     x_dim, z_dim: D and d; hidden, depth: the MLP (ELU, as in the official code);
-    encoding: ``'gradient'`` (signal = (grad_mu, grad_logvar), each (batch, d)) or ``'error'``
-    (signal = (eps_x (batch, D), eps_z (batch, d))); normalization: how each signal tensor is
-    normalized (see ``normalize``); include_x: also feed x - 1/2 (the official MNIST configuration
-    does; the paper's gradient model does not). mu and logvar are always fed, unnormalized.
+    encoding: ``'gradient'`` (signal = (grad_mu, grad_logvar), each (batch, d)), ``'error'``
+    (signal = (eps_x (batch, D), eps_z (batch, d))) or ``'none'`` (signal = (), the ablation
+    without a signal: with include_x, a gated network iterated on x and lambda); normalization: how
+    each signal tensor is normalized (see ``normalize``); include_x: also feed x - 1/2, as the
+    official MNIST configurations do for both encodings (their 'posterior' input: the data scaled to
+    [0, 1], minus 1/2). mu and logvar are always fed, unnormalized.
     forward(x, mu, logvar, signal) -> (mu_next, logvar_next), each (batch, d).
     """
 
@@ -74,7 +78,7 @@ class IterativeEncoder(GatedLevel):
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         check_level_args(normalization, include_x, x_dim=x_dim, z_dim=z_dim, depth=depth)
-        signal_dims = (z_dim, z_dim) if encoding == "gradient" else (x_dim, z_dim)
+        signal_dims = {"gradient": (z_dim, z_dim), "error": (x_dim, z_dim), "none": ()}[encoding]
         input_dim = features_dim(signal_dims, z_dim, normalization, x_dim if include_x else 0)
         with seeded(seed):
             super().__init__(input_dim, z_dim, hidden, depth, activation)
@@ -83,9 +87,12 @@ class IterativeEncoder(GatedLevel):
 
     def features(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, signal) -> torch.Tensor:
         """The network's input, (batch, input_dim): normalized signal, lambda_t (and x - 1/2)."""
-        if not isinstance(signal, (tuple, list)) or len(signal) != 2:
-            raise TypeError(f"signal must be a pair of tensors for the {self.encoding} encoding, "
-                            f"got {type(signal).__name__}")
+        want = len(self.signal_dims)
+        if not isinstance(signal, (tuple, list)) or len(signal) != want:
+            what = "a pair of tensors" if want == 2 else "an empty tuple"
+            got = f"{type(signal).__name__} of length {len(signal)}" if isinstance(signal, (tuple, list)) else \
+                type(signal).__name__
+            raise TypeError(f"signal must be {what} for the {self.encoding} encoding, got {got}")
         for name, s, w in zip(("signal[0]", "signal[1]"), signal, self.signal_dims):
             if not isinstance(s, torch.Tensor) or s.shape != (mu.shape[0], w):
                 got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
@@ -110,24 +117,31 @@ def _prior_lambda(x: torch.Tensor, z_dim: int):
 class IterativeResult:
     """mu, logvar: (batch, d) after the last iteration; elbo: (n_iterations + 1, batch), the ELBO
     estimate at lambda_0 (the prior) and after each iteration, in nats; mu_path, logvar_path:
-    (n_iterations + 1, batch, d), the estimates themselves."""
+    (n_iterations + 1, batch, d), the estimates themselves; gate_mu_path, gate_logvar_path:
+    (n_iterations, batch, d), the gates g_t in (0, 1) of each update (``record_gates=True``), else None."""
     mu: torch.Tensor
     logvar: torch.Tensor
     elbo: torch.Tensor
     mu_path: torch.Tensor
     logvar_path: torch.Tensor
+    gate_mu_path: torch.Tensor | None = None
+    gate_logvar_path: torch.Tensor | None = None
 
 
 @torch.no_grad()
 def iterative_inference(encoder: IterativeEncoder, model: LatentGaussianModel, x: torch.Tensor, *,
                         n_iterations: int = 5, n_samples: int = 1, mu: torch.Tensor | None = None,
                         logvar: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                        show_progress: bool = False) -> IterativeResult:
+                        record_gates: bool = False, show_progress: bool = False) -> IterativeResult:
     """Run the learned optimizer for ``n_iterations`` steps from lambda_0 (default: the prior).
 
     x: (batch, D). The ELBO at each iterate is ``iai_core.elbo.elbo`` with ``n_samples`` samples
     (Chapter 3's estimator); the gradient encoding reads the gradient of that same estimate.
+    ``record_gates``: also keep each update's gates, sigmoid of the network's gate outputs for the
+    same input (one more pass of ``encoder.net`` per iteration; for a ``GatedLevel`` update).
     """
+    if not isinstance(record_gates, bool):
+        raise TypeError(f"record_gates must be a bool, got {type(record_gates).__name__}")
     _check_pair(encoder, model)
     check_positive("n_iterations", n_iterations, integer=True, allow_zero=True)
     check_positive("n_samples", n_samples, integer=True)
@@ -137,7 +151,7 @@ def iterative_inference(encoder: IterativeEncoder, model: LatentGaussianModel, x
     mu = mu0 if mu is None else mu
     logvar = logvar0 if logvar is None else logvar
     check_lambda(model, x, mu, logvar)
-    values, mus, logvars = [], [mu], [logvar]
+    values, mus, logvars, gates_mu, gates_logvar = [], [mu], [logvar], [], []
     for t in progress(range(n_iterations + 1), enabled=show_progress, desc="iterative inference"):
         if encoder.encoding == "gradient" and t < n_iterations:
             value, g_mu, g_logvar = elbo_grad(model, x, mu, logvar, n_samples=n_samples, generator=generator,
@@ -146,13 +160,21 @@ def iterative_inference(encoder: IterativeEncoder, model: LatentGaussianModel, x
         else:
             value = elbo(model, x, mu, logvar, n_samples=n_samples, generator=generator, validate=False)
             if t < n_iterations:
-                signal = prediction_errors(model, x, mu, logvar, n_samples=n_samples, generator=generator)
+                signal = (() if encoder.encoding == "none" else
+                          prediction_errors(model, x, mu, logvar, n_samples=n_samples, generator=generator))
         values.append(value)
         if t < n_iterations:
+            if record_gates:
+                _, _, a_mu, a_logvar = encoder.net(encoder.features(x, mu, logvar, signal)).chunk(4, -1)
+                gates_mu.append(torch.sigmoid(a_mu))
+                gates_logvar.append(torch.sigmoid(a_logvar))
             mu, logvar = encoder(x, mu, logvar, signal)
             mus.append(mu)
             logvars.append(logvar)
-    return IterativeResult(mu, logvar, torch.stack(values), torch.stack(mus), torch.stack(logvars))
+    gate_mu_path = torch.stack(gates_mu) if record_gates and gates_mu else None
+    gate_logvar_path = torch.stack(gates_logvar) if record_gates and gates_logvar else None
+    return IterativeResult(mu, logvar, torch.stack(values), torch.stack(mus), torch.stack(logvars),
+                           gate_mu_path, gate_logvar_path)
 
 
 def _call(module, *args):
@@ -206,6 +228,8 @@ def train_step(encoder: IterativeEncoder, model: LatentGaussianModel, x: torch.T
         return elbo_fn(model, x, mu, logvar, standard_noise(mu, n_samples, generator))
 
     def errors_at(lam):
+        if encoder.encoding == "none":
+            return ()
         return prediction_errors(model, x, *lam, n_samples=n_samples, generator=generator)
 
     def encode(lam, signal):

@@ -223,10 +223,26 @@ class LinearGaussianModel(LatentGaussianModel):
 class LinearVEMResult:
     """Per-iteration averages over examples, in nats, (n_iterations + 1,): ``log_likelihood`` = mean
     log p(x) and ``elbo`` = mean ELBO of the family's best q, both under theta before each M-step and after
-    the last; ``gap`` = log_likelihood - elbo. ``model`` is the fitted model."""
+    the last; ``gap`` = log_likelihood - elbo. ``model`` is the fitted model. The iterates:
+    ``W_path`` (n_iterations + 1, D, d) and ``psi_path`` (n_iterations + 1, D), theta at the same points."""
     model: LinearGaussianModel
     log_likelihood: torch.Tensor
     elbo: torch.Tensor
+    W_path: torch.Tensor | None = None
+    psi_path: torch.Tensor | None = None
+
+    @property
+    def posterior_correlation(self) -> torch.Tensor:
+        """(n_iterations + 1, d, d): the correlation matrix of the exact posterior p(z | x) under each
+        iterate, Lambda^-1 rescaled to unit diagonal (the posterior covariance is the same for every x)."""
+        if self.W_path is None or self.psi_path is None:
+            raise ValueError("posterior_correlation needs W_path and psi_path (set by linear_variational_em)")
+        d = self.W_path.shape[-1]
+        eye = torch.eye(d, dtype=self.W_path.dtype, device=self.W_path.device)
+        prec = eye + self.W_path.transpose(-1, -2) @ (self.W_path / self.psi_path[..., None])
+        cov = torch.linalg.inv(prec)
+        sd = torch.diagonal(cov, dim1=-2, dim2=-1).sqrt()
+        return cov / (sd[..., :, None] * sd[..., None, :])
 
     @property
     def gap(self) -> torch.Tensor:
@@ -264,12 +280,14 @@ def linear_variational_em(x: torch.Tensor, z_dim: int, *, family: str = "full", 
     elif model.z_dim != z_dim or model.x_dim != x.shape[1]:
         raise ValueError(f"model has (x_dim, z_dim) = {(model.x_dim, model.z_dim)}, "
                          f"expected {(x.shape[1], z_dim)} from x and z_dim")
-    log_px, elbo = [], []
+    log_px, elbo, W_path, psi_path = [], [], [], []
     with torch.no_grad():
         for it in progress(range(n_iterations + 1), enabled=show_progress, desc=f"variational EM ({family})"):
             mean, cov = _best_q(model, x, family)
             log_px.append(model.log_marginal(x, validate=False).mean())
             elbo.append(model.elbo_full(x, mean, cov, validate=False).mean())
+            W_path.append(model.W.detach().clone())
+            psi_path.append(model.psi.detach().clone())
             if it < n_iterations:
                 model.m_step(x, mean, cov, validate=False)
-    return LinearVEMResult(model, torch.stack(log_px), torch.stack(elbo))
+    return LinearVEMResult(model, torch.stack(log_px), torch.stack(elbo), torch.stack(W_path), torch.stack(psi_path))

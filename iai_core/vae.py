@@ -4,7 +4,8 @@
 
 by stochastic gradient ascent on minibatches, with reparameterized samples z = mu + sigma * eps
 (Kingma & Welling, 2014; Rezende et al., 2014). ``train_vae`` draws from a given generator, shows a progress bar,
-records the mean ELBO on the training and test sets after each epoch, and can save a checkpoint
+records the mean ELBO on the training and test sets (and a validation set) after each epoch, can stop
+early and keep the parameters of the epoch with the best validation ELBO, and can save a checkpoint
 every epoch (``state_dict`` files only, loaded with ``weights_only=True``) from which training
 resumes bit for bit.
 """
@@ -75,11 +76,12 @@ def mean_elbo(vae: VAE, x: torch.Tensor, *, batch_size: int = 1000, n_samples: i
 
 
 def save_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer, history: History, epoch: int,
-                    generator: torch.Generator) -> None:
+                    generator: torch.Generator, best: dict | None = None) -> None:
     """Write everything needed to resume training to ``path`` (tensors, numbers and lists only).
 
-    The file is written to a temporary name and renamed, so an interrupted save never leaves a
-    half-written checkpoint behind.
+    ``best``: the early-stopping state of ``train_vae`` (the best epoch, its validation ELBO and
+    parameters), saved with the rest. The file is written to a temporary name and renamed, so an
+    interrupted save never leaves a half-written checkpoint behind.
     """
     _check_vae(vae)
     check_positive("epoch", epoch, integer=True, allow_zero=True)
@@ -88,6 +90,8 @@ def save_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer, history: H
         raise TypeError("generator must be the torch.Generator used for shuffling, got None")
     state = {"vae": vae.state_dict(), "optimizer": optimizer.state_dict(), "history": history.as_dict(),
              "epoch": epoch, "generator": generator.get_state()}
+    if best is not None:
+        state["best"] = best
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
@@ -96,11 +100,12 @@ def save_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer, history: H
 
 
 def load_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer | None = None,
-                    generator: torch.Generator | None = None) -> tuple[int, History]:
+                    generator: torch.Generator | None = None, *, with_best: bool = False):
     """Restore a checkpoint written by ``save_checkpoint`` into ``vae`` (and ``optimizer``, ``generator``).
 
     Loads with ``torch.load(..., weights_only=True)``: only tensors and plain containers are read,
-    never arbitrary pickled code. Returns (epoch, history).
+    never arbitrary pickled code. Returns (epoch, history), or (epoch, history, best) with
+    ``with_best`` (best: the early-stopping state saved with the checkpoint, or None).
     """
     _check_vae(vae)
     check_generator("generator", generator)
@@ -115,13 +120,21 @@ def load_checkpoint(path, vae: VAE, optimizer: torch.optim.Optimizer | None = No
         generator.set_state(state["generator"])
     history = History(**{name: [int(v) if name == "epochs" else float(v) for v in values]
                          for name, values in state["history"].items()})
+    if with_best:
+        return int(state["epoch"]), history, state.get("best")
     return int(state["epoch"]), history
+
+
+class _Stop(Exception):
+    """Raised at the end of an epoch to stop training early (caught by ``train_vae``)."""
 
 
 def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = None, *, epochs: int,
               batch_size: int = 100, lr: float = 1e-3, n_samples: int = 1,
               generator: torch.Generator | None = None, transform=None, show_progress: bool = True,
-              checkpoint_path=None, resume: bool = False, eval_batch_size: int = 1000) -> History:
+              checkpoint_path=None, resume: bool = False, eval_batch_size: int = 1000,
+              x_valid: torch.Tensor | None = None, patience: int | None = None,
+              keep_best: bool = False) -> History:
     """Train encoder and decoder jointly with Adam on the minibatch ELBO; return the ELBO curves.
 
     x_train: (N, D), x_test: (M, D) or None; both are moved to the device and dtype of vae's
@@ -134,14 +147,23 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = Non
     ``checkpoint_path``: save a checkpoint after every epoch. ``resume=True``: continue from that
     checkpoint up to ``epochs`` in total, exactly as if training had never stopped (both need a
     generator: its state is part of the checkpoint).
-    Records the columns epochs, train_elbo and test_elbo: the mean ELBO (nats) of the training
-    and test sets after each epoch.
+    Early stopping on a validation set ``x_valid`` (V, D), held out from x_train (not the test set
+    whose results are reported): its mean ELBO is recorded after each epoch (column ``valid_elbo``);
+    ``patience``: stop when it has not improved for ``patience`` epochs; ``keep_best``: end with
+    the parameters of the epoch of the highest validation ELBO, ``history.epochs[argmax(valid_elbo)]``.
+    Records the columns epochs, train_elbo, test_elbo and valid_elbo: the mean ELBO (nats) of the
+    training, test and validation sets after each epoch (a set not given leaves its column empty).
     """
     _check_vae(vae)
     check_counts(epochs=epochs, batch_size=batch_size, n_samples=n_samples, eval_batch_size=eval_batch_size)
     check_rates(lr=lr)
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs checkpoint_path, got None")
+    if patience is not None:
+        check_counts(patience=patience, allow_zero=())
+    if (patience is not None or keep_best) and x_valid is None:
+        raise ValueError(f"patience and keep_best need a validation set x_valid, got None "
+                         f"(patience={patience!r}, keep_best={keep_best!r})")
     p = next(vae.parameters())
     check_generator("generator", generator, p.device)
     if checkpoint_path is not None and generator is None:
@@ -149,11 +171,14 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = Non
     transform = checked_transform(transform, vae.model)
     x_train = prepare_data(vae.model, x_train, "x_train", p, transform)
     x_test = prepare_data(vae.model, x_test, "x_test", p)
+    x_valid = prepare_data(vae.model, x_valid, "x_valid", p)
 
     optimizer = adam(vae.parameters(), lr)
-    history, start = History("epochs", "train_elbo", "test_elbo"), 0
+    history, start = History("epochs", "train_elbo", "test_elbo", "valid_elbo"), 0
+    best = None                                      # {"epoch", "valid_elbo", "state"} of the best epoch so far
     if resume:
-        start, history = load_checkpoint(checkpoint_path, vae, optimizer, generator)
+        start, history, best = load_checkpoint(checkpoint_path, vae, optimizer, generator, with_best=True)
+        history.columns.setdefault("valid_elbo", [])
 
     def step(x, idx):
         loss = -vae.elbo(x, n_samples=n_samples, generator=generator).mean()
@@ -162,6 +187,7 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = Non
         optimizer.step()
 
     def end_of_epoch(epoch, _):
+        nonlocal best
         vae.eval()
         eval_gen = evaluation_generator(generator)
         x_seen = x_train if transform is None else transform(x_train, eval_gen)
@@ -169,14 +195,30 @@ def train_vae(vae: VAE, x_train: torch.Tensor, x_test: torch.Tensor | None = Non
                                                                   generator=eval_gen)))
         if x_test is not None:
             history.record(test_elbo=float(mean_elbo(vae, x_test, batch_size=eval_batch_size, generator=eval_gen)))
+        if x_valid is not None:
+            valid = float(mean_elbo(vae, x_valid, batch_size=eval_batch_size,
+                                    generator=evaluation_generator(generator)))
+            history.record(valid_elbo=valid)
+            if best is None or valid > best["valid_elbo"]:
+                best = {"epoch": epoch, "valid_elbo": valid,
+                        "state": {k: v.detach().clone() for k, v in vae.state_dict().items()} if keep_best else {}}
         vae.train()
         if checkpoint_path is not None:
-            save_checkpoint(checkpoint_path, vae, optimizer, history, epoch, generator)
+            save_checkpoint(checkpoint_path, vae, optimizer, history, epoch, generator, best=best)
+        if patience is not None and epoch - best["epoch"] >= patience:
+            raise _Stop
         return {"train": f"{history.train_elbo[-1]:.1f}",
                 "test": f"{history.test_elbo[-1]:.1f}" if history.test_elbo else "-"}
 
     vae.train()
-    fit_epochs(step, x_train, epochs=epochs, batch_size=batch_size, generator=generator, end_of_epoch=end_of_epoch,
-               start=start, transform=transform, desc="training the VAE", show_progress=show_progress)
+    try:
+        if not (patience is not None and best is not None and start - best["epoch"] >= patience):
+            fit_epochs(step, x_train, epochs=epochs, batch_size=batch_size, generator=generator,
+                       end_of_epoch=end_of_epoch, start=start, transform=transform, desc="training the VAE",
+                       show_progress=show_progress)
+    except _Stop:
+        pass
+    if keep_best and best is not None and best["state"]:
+        vae.load_state_dict(best["state"])
     vae.eval()
     return history

@@ -1,10 +1,17 @@
-"""Variational EM for the latent Gaussian model: coordinate ascent on the ELBO.
+"""Variational EM for the latent Gaussian model, in its stochastic, partial form.
 
-    E-step: lambda_i <- argmax_lambda ELBO(x_i, lambda; theta)     for each example, by gradient ascent
-    M-step: theta    <- theta + step on sum_i ELBO(x_i, lambda_i; theta)   with every lambda_i fixed
+Exact variational EM is coordinate ascent on sum_i ELBO(x_i, lambda_i; theta):
 
-Every example keeps its own lambda_i = (mu_i, logvar_i) across iterations: each E-step starts
-from the example's previous optimum (a warm start), so later E-steps need only a few steps.
+    E-step: lambda_i <- argmax_lambda ELBO(x_i, lambda; theta)     for every example
+    M-step: theta    <- argmax_theta sum_i ELBO(x_i, lambda_i; theta)
+
+and neither step can lower the sum. ``variational_em`` does what is affordable with a neural
+decoder: per minibatch, a *partial* E-step (``e_iterations`` of an optimizer on the batch's
+lambdas, warm-started from each example's stored lambda, a fresh optimizer each time) and a
+*partial, stochastic* M-step (one Adam step on theta along a Monte Carlo minibatch gradient).
+Any step that raises the bound on average is allowed (Neal & Hinton 1998), but no step is an
+argmax, so the sum carries no monotonicity guarantee: it climbs on average and can fall from one
+iteration to the next. Convergence has to be checked on the curve (``epoch_elbo``).
 """
 from __future__ import annotations
 

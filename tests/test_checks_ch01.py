@@ -67,3 +67,43 @@ def test_log_likelihood_mistakes():
         ch01.check_mixture_log_likelihood(lambda *a: good_ll(*a) * 40)
     with pytest.raises(CheckFailed, match="MEAN of log p"):
         ch01.check_mixture_log_likelihood(lambda x, w, m, c: torch.zeros(len(x)))
+
+
+def good_bound(x, w, m, c, q):
+    d = torch.distributions.MultivariateNormal(m, covariance_matrix=c)
+    return (q * (w.log() + d.log_prob(x[:, None])) - torch.xlogy(q, q)).sum(1).mean()
+
+
+def _joint(x, w, m, c):
+    return w.log() + torch.distributions.MultivariateNormal(m, covariance_matrix=c).log_prob(x[:, None])
+
+
+def test_em_bound_passes(capsys):
+    ch01.check_em_bound(good_bound)
+    assert "em_bound: all 4 checks passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrong, match", [
+    (lambda x, w, m, c, q: (q * _joint(x, w, m, c)).sum(1).mean(), "entropy term is missing"),
+    (lambda x, w, m, c, q: (q * _joint(x, w, m, c) + torch.xlogy(q, q)).sum(1).mean(), "wrong sign"),
+    (lambda x, w, m, c, q: good_bound(x, w, m, c, q) * len(x), "sum over points"),
+    (lambda x, w, m, c, q: (q * _joint(x, w, m, c)).sum(1).mean() - torch.xlogy(q, q).mean(),
+     "over the components c for each point"),
+    (lambda x, w, m, c, q: (q * (_joint(x, w, m, c) - q.log())).sum(1).mean(), "0 log 0 counts as 0"),
+    (lambda x, w, m, c, q: torch.logsumexp(_joint(x, w, m, c), 1).mean(), "at random"),   # log p(x), not the bound
+    (lambda x, w, m, c, q: (q * (_joint(x, w, m, c) - q.log())).sum(1), "must return a scalar"),
+    (lambda x, w, m, c, q: float(good_bound(x, w, m, c, q)), "must return a scalar tensor"),
+])
+def test_em_bound_mistakes(wrong, match):
+    with pytest.raises(CheckFailed, match=match):
+        ch01.check_em_bound(wrong)
+
+
+def test_printed_check_counts_are_the_graded_points(capsys):
+    """Every check prints "all N checks passed" with N the points GRADED gives it."""
+    answers = {"e_step": good_e_step, "m_step": good_m_step, "mixture_log_likelihood": good_ll,
+               "em_bound": good_bound}
+    assert set(answers) == set(ch01.GRADED)
+    for name, (check, points) in ch01.GRADED.items():
+        check(answers[name])
+        assert f"{name}: all {points} checks passed" in capsys.readouterr().out

@@ -26,7 +26,7 @@ def test_correct_answers_pass(capsys):
     ch02.check_gradient_step(good_step)
     out = capsys.readouterr().out
     assert "elbo_estimate: all 5 checks passed" in out and "gradient_step: all 5 checks passed" in out
-    assert set(ch02.GRADED) == {"elbo_estimate", "gradient_step"}
+    assert set(ch02.GRADED) == {"elbo_estimate", "gradient_step", "mean_field_variances", "kl_gradient"}
 
 
 def test_unimplemented_says_so():
@@ -97,3 +97,26 @@ def test_in_place_update_is_caught():
 
 def test_statistical_tolerance_is_stated():
     assert ch02.N_SIGMA == 6 and math.erfc(ch02.N_SIGMA / math.sqrt(2)) < 1e-8
+
+
+def test_derivation_checks_pass_the_right_answers_and_name_each_slip(capsys):
+    ch02.check_mean_field_variances(lambda prec: 1.0 / torch.diagonal(prec))
+    ch02.check_kl_gradient(lambda mu, lv: (mu.clone(), 0.5 * (lv.exp() - 1)))
+    out = capsys.readouterr().out
+    assert "mean_field_variances: all 4 checks passed" in out and "kl_gradient: all 4 checks passed" in out
+    assert ch02.GRADED["mean_field_variances"][1] == 4 and ch02.GRADED["kl_gradient"][1] == 4
+    slips = [
+        (ch02.check_mean_field_variances, lambda p: torch.linalg.inv(p).diagonal(), "marginal variances"),
+        (ch02.check_mean_field_variances, lambda p: torch.diagonal(p).clone(), "a precision"),
+        (ch02.check_mean_field_variances, lambda p: torch.diagonal(p).rsqrt(), "standard deviation"),
+        (ch02.check_mean_field_variances, lambda p: 1.0 / torch.diagonal(p) * 1.1, "not stationary"),
+        (ch02.check_kl_gradient, lambda mu, lv: (-mu, -0.5 * (lv.exp() - 1)), "wrong sign"),
+        (ch02.check_kl_gradient, lambda mu, lv: (mu / 5, 0.1 * (lv.exp() - 1)), "averaged"),
+        (ch02.check_kl_gradient, lambda mu, lv: (mu.clone(), lv.exp() - 1), "factor 1/2"),
+        (ch02.check_kl_gradient, lambda mu, lv: (mu.clone(), 0.5 * (1 - (-lv).exp())), "chain rule"),
+        (ch02.check_kl_gradient, lambda mu, lv: (2 * mu, 0.5 * (lv.exp() - 1)), "grad_mu is wrong"),
+        (ch02.check_kl_gradient, lambda mu, lv: (mu.clone(), 0.5 * lv.exp()), "grad_logvar is wrong"),
+    ]
+    for check, fn, message in slips:
+        with pytest.raises(CheckFailed, match=message):
+            check(fn)

@@ -164,3 +164,19 @@ def test_gaps_bad_inputs(trained_vae):
         measure_gaps(vae.model, x, mu, mu, lr=0.0)
     with pytest.raises(TypeError, match="generator"):
         measure_gaps(vae.model, x, mu, mu, generator=3)
+
+
+def test_mean_se_matches_numpy():
+    import numpy as np
+
+    from iai_core.gaps import mean_se
+    v = torch.randn(50, generator=torch.Generator().manual_seed(0)) * 2 + 1
+    m, se = mean_se(v)
+    a = v.double().numpy()
+    assert m == pytest.approx(a.mean()) and se == pytest.approx(a.std(ddof=1) / np.sqrt(50))
+    with pytest.raises(ValueError, match="values"):
+        mean_se(torch.ones(1))
+    with pytest.raises(ValueError, match="values"):
+        mean_se(torch.ones(3, 2))
+    with pytest.raises(TypeError, match="values"):
+        mean_se([1.0, 2.0])

@@ -174,3 +174,70 @@ def test_float32_far_from_origin_stays_accurate():
     r32 = ic.fit_gmm(x.float(), 3, n_iterations=30, tol=0.0, init=init)
     assert float(r32.log_likelihood[-1]) == pytest.approx(float(r64.log_likelihood[-1]), abs=1e-3)
     torch.testing.assert_close(r32.gmm.covariances.double(), r64.gmm.covariances, rtol=1e-3, atol=1e-3)
+
+
+def _reference_gradient_ascent(x, init, lr, n_iterations):
+    """Gradient ascent written independently: torch.distributions densities, one step size, a Python loop."""
+    chol = torch.linalg.cholesky(init.full_covariances())
+    logits = init.weights.log().clone().requires_grad_(True)
+    means = init.means.clone().requires_grad_(True)
+    log_diag = torch.diagonal(chol, dim1=-2, dim2=-1).log().clone().requires_grad_(True)
+    lower = torch.tril(chol, -1).clone().requires_grad_(True)
+    params, path = [logits, means, log_diag, lower], []
+    for _ in range(n_iterations + 1):
+        scale_tril = torch.diag_embed(log_diag.exp())
+        if init.covariance_type == "full":
+            scale_tril = scale_tril + torch.tril(lower, -1)
+        dist = torch.distributions.MultivariateNormal(means, scale_tril=scale_tril)
+        ll = torch.logsumexp(torch.log_softmax(logits, 0) + dist.log_prob(x[:, None, :]), 1).mean()
+        path.append(ll.detach())
+        grads = torch.autograd.grad(ll, params, allow_unused=True)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                if g is not None:
+                    p.add_(lr * g)
+    return torch.stack(path)
+
+
+@pytest.mark.parametrize("cov", ["full", "diag"])
+def test_gradient_sweep_runs_each_step_size_as_alone(cov, device):
+    """Every run of the vectorized sweep is the plain gradient ascent of its own step size."""
+    x = blobs(200, device=device)
+    init = ic.init_gmm(x, 3, cov, generator=torch.Generator(device=device).manual_seed(2))
+    lrs = [0.05, 0.3, 0.7]
+    sweep = ic.fit_gmm_gradient_sweep(x, init, lrs, n_iterations=30)
+    assert sweep.log_likelihood.shape == (3, 31)
+    assert sweep.log_likelihood.device == x.device and sweep.lr.tolist() == lrs
+    for i, lr in enumerate(lrs):
+        expected = _reference_gradient_ascent(x, init, lr, 30)
+        torch.testing.assert_close(sweep.log_likelihood[i], expected, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(ic.mixture_log_likelihood(x, sweep.gmms[i]), expected[-1], rtol=1e-10, atol=1e-10)
+    single = ic.fit_gmm_gradient(x, init, lr=0.3, n_iterations=30)
+    torch.testing.assert_close(single.log_likelihood, sweep.log_likelihood[1])
+    assert sweep.log_likelihood[:, 0].unique().numel() == 1                # all start from init
+    assert (sweep.log_likelihood[:, -1] > sweep.log_likelihood[:, 0]).all()
+
+
+def test_gradient_sweep_diverged_run_leaves_others_alone():
+    x = blobs(200)
+    init = ic.init_gmm(x, 3, generator=torch.Generator().manual_seed(2))
+    sweep = ic.fit_gmm_gradient_sweep(x, init, [0.3, 50.0], n_iterations=40)
+    alone = ic.fit_gmm_gradient(x, init, lr=0.3, n_iterations=40)
+    diverged = sweep.log_likelihood[1]
+    assert not torch.isfinite(diverged).all() or diverged[-1] < sweep.log_likelihood[0, -1]
+    torch.testing.assert_close(sweep.log_likelihood[0], alone.log_likelihood)
+
+
+@pytest.mark.parametrize("lrs", [[], [0.1, -0.2], [0.0], [float("nan")]])
+def test_gradient_sweep_bad_step_sizes(lrs):
+    x = blobs(30)
+    init = ic.init_gmm(x, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="lrs must be a non-empty sequence of positive finite step sizes"):
+        ic.fit_gmm_gradient_sweep(x, init, lrs, n_iterations=2)
+
+
+def test_gradient_sweep_feature_mismatch():
+    x = blobs(30)
+    init = ic.init_gmm(x, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="x has 3 features but init has 2"):
+        ic.fit_gmm_gradient_sweep(torch.zeros(30, 3, dtype=torch.float64), init, [0.1], n_iterations=2)

@@ -15,13 +15,16 @@ from pathlib import Path
 import nbformat
 
 from iai_core import assign
+from iai_core.checks import ch01
 from iai_core.grading_sandbox import landlock_abi
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 40.0              # seconds per notebook in the run with the limits; hanging notebooks use all of it
+TIMEOUT = 60.0  # seconds per notebook in the run with the limits; hanging notebooks use all of it. The checks
+# get the last quarter (15 s): under a loaded CI machine 10 s was not always enough to check after the interrupt
 MEMORY_GIB = 2.0
 
 IMPORTS = "import torch\nfrom iai_core.checks import ch01"
+FULL_MARKS = sum(points for _, points in ch01.GRADED.values())     # chapter 1's exercises, all of them
 GOOD = {
     "e_step": '''
 def e_step(x, weights, means, covs):
@@ -254,7 +257,7 @@ def test_forged_verdicts_and_attacks_earn_nothing_and_change_no_file(tmp_path):
         listener.close()
     assert after == before, "a submission changed"
     expected = {
-        "alice": (10, "complete", []),
+        "alice": (FULL_MARKS, "complete", []),
         "bob": (0, "complete", ["not implemented yet"]),
         "rebind": (0, "complete", ["the check stopped early"]),
         "comparisons": (0, "complete", ["a responsibility is off by", "the weights must sum to 1"]),
@@ -267,7 +270,7 @@ def test_forged_verdicts_and_attacks_earn_nothing_and_change_no_file(tmp_path):
         assert "escaped" not in rows["vandal"]["notes"], rows["vandal"]["notes"]
         assert not Path("/tmp/iai-grading-vandal").exists()
     expect_all(rows, expected)
-    assert set(rows) == set(books) and all(r["max"] == "10" for r in rows.values())
+    assert set(rows) == set(books) and all(r["max"] == str(FULL_MARKS) for r in rows.values())
     book = list(csv.DictReader(paths["gradebook"].open()))
     assert [r["id"] for r in book] == sorted(rows) and all(r["score"] == rows[r["id"]]["total"] for r in book)
     assert paths["histogram"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -291,9 +294,9 @@ def test_limits_give_every_notebook_its_row_and_keep_points_earned_before(tmp_pa
         "loops": (4, "timed out", ["cell 2 was still running", "m_step is not defined"]),
         "stubborn": (0, "timed out", ["cell 2 was still running", "the checks did not finish"]),
         "dies": (0, "kernel died", ["e_step was not checked: the kernel died"]),
-        "memory": (4, "complete", []),          # 4, not 10: the 3 GiB allocation failed, the limit holds
+        "memory": (4, "complete", []),          # 4, not 10 (the three functions): the 3 GiB allocation failed
         "fails_later": (10, "complete", ["cell 2 raised ZeroDivisionError"]),
         "unreadable": (0, "unreadable", ["cannot read the notebook"]),
     })
-    assert all(r["max"] == "10" for r in rows.values()), {k: r["max"] for k, r in rows.items()}
+    assert all(r["max"] == str(FULL_MARKS) for r in rows.values()), {k: r["max"] for k, r in rows.items()}
     assert rows["loops"]["e_step"] == "4" and rows["loops"]["m_step"] == "0"

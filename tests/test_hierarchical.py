@@ -289,7 +289,7 @@ def test_bad_inputs_raise_clear_errors(digits):
     with pytest.raises(ValueError, match="z2_dim must be > 0"):
         HierarchicalEncoder(D, D1, 0)
     with pytest.raises(ValueError, match="normalization must be one of"):
-        HierarchicalIterativeEncoder(D, D1, D2, normalization="batch")
+        HierarchicalIterativeEncoder(D, D1, D2, normalization="group")
     with pytest.raises(TypeError, match="include_x must be a bool"):
         HierarchicalIterativeEncoder(D, D1, D2, include_x=1)
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 64\)"):

@@ -37,7 +37,57 @@ def test_log_sign_and_none():
     torch.testing.assert_close(out[:, :3], torch.log(v.abs() + 1e-5))
     assert normalize(v, "none") is v
     with pytest.raises(ValueError, match="normalization must be one of"):
-        normalize(v, "batch")
+        normalize(v, "group")
+
+
+def test_layer_normalization_at_two_latents_keeps_one_bit():
+    # per-example standardization of 2 numbers: (a - b) / |a - b| * (1, -1) / sqrt(1) -- only which is larger
+    v = torch.tensor([[3.0, 0.01], [0.1, -7.0], [-2.0, 5.0], [1e-4, -1e4]])
+    out = normalize(v, "layer")
+    one = 1 / (1 + 1e-5)
+    torch.testing.assert_close(out, one * torch.tensor([[1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, -1.0]]))
+    g = torch.randn(200, 2, generator=make_generator(0)) * torch.logspace(-3, 3, 200)[:, None]
+    out = normalize(g, "layer")
+    torch.testing.assert_close(out[:, 0], -out[:, 1], atol=1e-4, rtol=0)  # one number per example ...
+    assert torch.equal(out[:, 0].sign(), (g[:, 0] - g[:, 1]).sign())    # ... whose sign is which entry is larger
+    assert (out.abs() > 0.99).float().mean() > 0.95                      # ... and whose size is ~1: no magnitude
+
+
+def test_batch_normalization_is_the_official_per_latent_standardization(device):
+    g = make_generator(1, device)
+    v = (torch.randn(64, 3, generator=g, device=device) + 2.0) * torch.tensor([1e-3, 1.0, 1e3], device=device)
+    out = normalize(v, "batch")
+    assert out.shape == v.shape and out.device.type == device.type
+    v64 = v.double().cpu()                                             # an independent reference, in float64
+    ref = (v64 - v64.mean(0)) / (v64.std(0, unbiased=True) + 1e-5)
+    torch.testing.assert_close(out.double().cpu(), ref, atol=1e-4, rtol=1e-4)
+    # the batch's overall scale is discarded (up to eps), the examples' relative magnitudes are kept
+    torch.testing.assert_close(normalize(1e6 * v, "batch")[:, 1:], out[:, 1:], atol=1e-4, rtol=1e-4)
+    # each example depends on the others: changing example 0 changes example 1's input
+    w = v.clone()
+    w[0] *= 10
+    assert (normalize(w, "batch")[1] - out[1]).abs().max() > 1e-3
+
+
+def test_batch_normalization_keeps_the_magnitudes_layer_normalization_loses():
+    # the issue's example: [3.0, 0.01] and [0.1, -7] -- one bit under 'layer', distinct under 'batch'
+    v = torch.tensor([[3.0, 0.01], [0.1, -7.0], [0.5, 0.5], [1.0, 2.0]])
+    lay, bat = normalize(v, "layer"), normalize(v, "batch")
+    torch.testing.assert_close(lay[0], lay[1])
+    assert (bat[0] - bat[1]).abs().min() > 0.5
+    # per latent, 'batch' is an increasing affine map of v: order and ratios of differences survive
+    for j in range(2):
+        assert torch.equal(torch.argsort(bat[:, j]), torch.argsort(v[:, j]))
+        dv, db = v[:, j] - v[0, j], bat[:, j] - bat[0, j]
+        torch.testing.assert_close(db[1:] / dv[1:], (db[1:] / dv[1:])[:1].expand(3), atol=1e-5, rtol=1e-5)
+
+
+def test_batch_normalization_needs_a_batch():
+    with pytest.raises(ValueError, match="batch >= 2"):
+        normalize(torch.randn(1, 3), "batch")
+    assert torch.isfinite(normalize(torch.zeros(5, 3), "batch")).all()          # a constant column gives 0
+    huge = torch.tensor([[3e38, -3e38], [1e-38, 0.0], [-3e38, 1.0]])
+    assert torch.isfinite(normalize(huge, "batch")).all()
 
 
 def test_gated_update_interpolates_and_detaches_lambda():
@@ -55,17 +105,33 @@ def test_gated_update_interpolates_and_detaches_lambda():
 
 @pytest.mark.parametrize("encoding,normalization,include_x,want",
                          [("gradient", "layer", False, 4 * 3), ("gradient", "log_sign", False, 6 * 3),
+                          ("gradient", "batch", True, 10 + 4 * 3), ("none", "log_sign", True, 10 + 2 * 3),
                           ("error", "layer", False, 10 + 3 * 3), ("error", "log_sign", True, 10 + 2 * 13 + 2 * 3)])
 def test_encoder_input_size(encoding, normalization, include_x, want):
     enc = IterativeEncoder(10, 3, hidden=8, encoding=encoding, normalization=normalization, include_x=include_x)
     assert enc.input_dim == want
     x = torch.zeros(4, 10)
-    signal = ((torch.randn(4, 3), torch.randn(4, 3)) if encoding == "gradient"
-              else (torch.randn(4, 10), torch.randn(4, 3)))
+    signal = {"gradient": (torch.randn(4, 3), torch.randn(4, 3)), "error": (torch.randn(4, 10), torch.randn(4, 3)),
+              "none": ()}[encoding]
     assert enc.features(x, torch.zeros(4, 3), torch.zeros(4, 3), signal).shape == (4, want)
 
 
-@pytest.mark.parametrize("normalization", ["layer", "log_sign"])
+@pytest.mark.parametrize("encoding", ["gradient", "error"])
+def test_include_x_feeds_x_minus_a_half_as_the_official_mnist_configuration(encoding):
+    # the official MNIST configurations' 'posterior' input: the data in [0, 1] minus 1/2, after the signal
+    enc = IterativeEncoder(10, 3, hidden=8, encoding=encoding, include_x=True)
+    x = (torch.rand(4, 10, generator=make_generator(2)) < 0.5).float()
+    signal = ((torch.randn(4, 3), torch.randn(4, 3)) if encoding == "gradient"
+              else (torch.randn(4, 10), torch.randn(4, 3)))
+    mu, logvar = torch.randn(4, 3), torch.randn(4, 3)
+    feats = enc.features(x, mu, logvar, signal)
+    torch.testing.assert_close(feats[:, -10:], x - 0.5)
+    torch.testing.assert_close(feats[:, -16:-10], torch.cat([mu, logvar], -1))
+    without = IterativeEncoder(10, 3, hidden=8, encoding=encoding, include_x=False).features(x, mu, logvar, signal)
+    torch.testing.assert_close(without, feats[:, :-10])
+
+
+@pytest.mark.parametrize("normalization", ["batch", "layer", "log_sign"])
 def test_gate_keeps_lambda_finite_for_extreme_gradients(normalization):
     enc = IterativeEncoder(10, 3, hidden=16, normalization=normalization, seed=0)
     x = torch.zeros(4, 10)
@@ -137,6 +203,46 @@ def test_one_iteration_is_a_standard_encoder_of_an_affine_function_of_x():
         torch.testing.assert_close(r2.logvar, enc(x2, zeros, zeros, (g2, l2))[1])
 
 
+def test_no_signal_ablation_reads_only_x_and_lambda():
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
+    x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
+    enc = IterativeEncoder(8, 2, hidden=8, encoding="none", include_x=True, seed=1)
+    res = iterative_inference(enc, model, x, n_iterations=3, n_samples=2, generator=make_generator(3))
+    mu, logvar = torch.zeros(5, 2), torch.zeros(5, 2)
+    with torch.no_grad():
+        for _ in range(3):                          # the same path without any model evaluation
+            mu, logvar = enc(x, mu, logvar, ())
+    torch.testing.assert_close(res.mu, mu)
+    torch.testing.assert_close(res.logvar, logvar)
+    with pytest.raises(TypeError, match="signal must be an empty tuple for the none encoding"):
+        enc(x, mu, logvar, (mu, logvar))
+
+
+def test_recorded_gates_are_the_gates_of_each_update():
+    model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
+    x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
+    enc = IterativeEncoder(8, 2, hidden=8, seed=1)
+    res = iterative_inference(enc, model, x, n_iterations=3, n_samples=2, generator=make_generator(4),
+                              record_gates=True)
+    plain = iterative_inference(enc, model, x, n_iterations=3, n_samples=2, generator=make_generator(4))
+    assert plain.gate_mu_path is None and res.gate_mu_path.shape == res.gate_logvar_path.shape == (3, 5, 2)
+    torch.testing.assert_close(res.mu_path, plain.mu_path)        # recording changes nothing
+    assert ((res.gate_mu_path > 0) & (res.gate_mu_path < 1)).all()
+    # with a deterministic input (no signal) each recorded gate must reproduce the step that was taken:
+    # mu_{t+1} = g mu_t + (1 - g) delta_t, with delta_t the network's proposal for the same input
+    enc0 = IterativeEncoder(8, 2, hidden=8, encoding="none", include_x=True, seed=3)
+    r0 = iterative_inference(enc0, model, x, n_iterations=3, n_samples=2, generator=make_generator(4),
+                             record_gates=True)
+    for t in range(3):
+        with torch.no_grad():
+            d_mu, d_lv, _, _ = enc0.net(enc0.features(x, r0.mu_path[t], r0.logvar_path[t], ())).chunk(4, -1)
+        g, h = r0.gate_mu_path[t], r0.gate_logvar_path[t]
+        torch.testing.assert_close(r0.mu_path[t + 1], g * r0.mu_path[t] + (1 - g) * d_mu)
+        torch.testing.assert_close(r0.logvar_path[t + 1], h * r0.logvar_path[t] + (1 - h) * d_lv)
+    with pytest.raises(TypeError, match="record_gates must be a bool"):
+        iterative_inference(enc, model, x, n_iterations=1, record_gates=1)
+
+
 def test_per_iteration_elbo_is_chapter_3_estimator():
     model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0)
     x = torch.bernoulli(torch.full((5, 8), 0.5), generator=make_generator(0))
@@ -150,7 +256,7 @@ def test_per_iteration_elbo_is_chapter_3_estimator():
 
 # --- training -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoding", ["gradient", "error"])
+@pytest.mark.parametrize("encoding", ["gradient", "error", "none"])
 def test_train_step_gradients_match_the_unrolled_loss(encoding):
     """One autograd call per iterate gives the gradients of mean_t -ELBO_t (phi) and -ELBO_T (theta)."""
     model = LatentGaussianModel(8, 2, hidden=8, depth=1, seed=0).double()
@@ -172,6 +278,8 @@ def test_train_step_gradients_match_the_unrolled_loss(encoding):
         if t < 3:
             if encoding == "gradient":
                 signal = torch.autograd.grad(v.sum(), (mu, logvar), retain_graph=True)
+            elif encoding == "none":
+                signal = ()
             else:
                 signal = prediction_errors(model, x, mu.detach(), logvar.detach(), n_samples=2, generator=g)
             mu, logvar = enc(x, mu.detach(), logvar.detach(), signal)
@@ -294,7 +402,7 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="encoding must be one of"):
         IterativeEncoder(8, 2, encoding="gradients")
     with pytest.raises(ValueError, match="normalization must be one of"):
-        IterativeEncoder(8, 2, normalization="batch")
+        IterativeEncoder(8, 2, normalization="group")
     with pytest.raises(TypeError, match="include_x must be a bool"):
         IterativeEncoder(8, 2, include_x=1)
     with pytest.raises(ValueError, match="z_dim must be > 0"):

@@ -164,3 +164,22 @@ def test_sample_has_the_marginal_covariance(device):
     W = model.W.detach()
     z = torch.linalg.lstsq(W, (means - model.b.detach()).T).solution
     torch.testing.assert_close(W @ z, (means - model.b.detach()).T)        # in the column space of W
+
+
+def test_variational_em_paths_are_the_iterates_and_the_posterior_correlation_is_the_model_s(device):
+    model, x = _model(device)
+    res = linear_variational_em(x, 2, family="diagonal", n_iterations=5, seed=0)
+    assert res.W_path.shape == (6, 6, 2) and res.psi_path.shape == (6, 6)
+    assert torch.equal(res.W_path[-1], res.model.W.detach()) and torch.allclose(res.psi_path[-1], res.model.psi)
+    # replaying the iterates gives the recorded log-likelihoods
+    replay = LinearGaussianModel(6, 2).to(device=x.device, dtype=x.dtype)
+    replay.set_parameters(res.W_path[5], res.model.b.detach(), res.psi_path[5])
+    assert torch.allclose(replay.log_marginal(x).mean(), res.log_likelihood[5])
+    # the correlation is that of the exact posterior covariance, from an independent route (the marginal)
+    _, cov = res.model.posterior(x)
+    ref = cov[0, 1] / (cov[0, 0] * cov[1, 1]).sqrt()
+    corr = res.posterior_correlation
+    assert corr.shape == (6, 2, 2)
+    assert torch.allclose(corr[-1, 0, 1], ref) and torch.allclose(corr[-1, 1, 0], ref)
+    assert torch.allclose(torch.diagonal(corr, dim1=-2, dim2=-1), torch.ones(6, 2, dtype=x.dtype, device=x.device))
+    assert not torch.allclose(corr[0, 0, 1], corr[-1, 0, 1])         # it is per iterate, not the final one repeated

@@ -181,3 +181,79 @@ def test_progress_bar_path_runs(digits, monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     hist = train_vae(small_vae(), digits[0][:100], digits[1][:50], epochs=2, show_progress=True)
     assert hist.epochs == [1, 2]
+
+
+def overfitting_setup(device):
+    """A VAE that overfits 40 digits within a few dozen epochs, so its validation ELBO peaks early."""
+    data = load_digits()
+    x_train, x_valid = data.x_train[:40].to(device), data.x_train[1000:1200].to(device)
+    return (lambda: small_vae(hidden=64).to(device)), x_train, x_valid
+
+
+def test_keep_best_ends_with_the_parameters_of_the_best_validation_epoch(device):
+    make, x_train, x_valid = overfitting_setup(device)
+    vae = make()
+    hist = train_vae(vae, x_train, epochs=60, batch_size=20, lr=1e-2, generator=make_generator(0, device),
+                     x_valid=x_valid, keep_best=True, show_progress=False)
+    assert len(hist.valid_elbo) == len(hist.epochs) == 60
+    best = hist.epochs[max(range(60), key=hist.valid_elbo.__getitem__)]
+    assert best < 50, "the setting must overfit for this test to mean anything"
+    # the final parameters are those of a straight run stopped at the best epoch
+    straight = make()
+    train_vae(straight, x_train, epochs=best, batch_size=20, lr=1e-2, generator=make_generator(0, device),
+              show_progress=False)
+    for p1, p2 in zip(vae.parameters(), straight.parameters()):
+        assert torch.equal(p1, p2)
+    again = float(mean_elbo(vae, x_valid, generator=make_generator(1, device)))
+    assert again == pytest.approx(max(hist.valid_elbo), abs=1e-4)
+    # without keep_best, the last epoch's parameters stay
+    last = make()
+    train_vae(last, x_train, epochs=60, batch_size=20, lr=1e-2, generator=make_generator(0, device),
+              x_valid=x_valid, show_progress=False)
+    assert not all(torch.equal(p1, p2) for p1, p2 in zip(last.parameters(), vae.parameters()))
+
+
+def test_patience_stops_after_that_many_epochs_without_improvement(device):
+    make, x_train, x_valid = overfitting_setup(device)
+    hist = train_vae(make(), x_train, epochs=200, batch_size=20, lr=1e-2, generator=make_generator(0, device),
+                     x_valid=x_valid, patience=5, show_progress=False)
+    v = hist.valid_elbo
+    best = max(range(len(v)), key=v.__getitem__)
+    assert len(v) < 200 and len(v) == best + 1 + 5
+    assert all(v[i] <= v[best] for i in range(len(v)))
+    # it stops at the first epoch that is 5 epochs past the best so far, not earlier
+    best_so_far = 0
+    for i in range(len(v)):
+        if v[i] > v[best_so_far]:
+            best_so_far = i
+        assert (i - best_so_far >= 5) == (i == len(v) - 1)
+
+
+def test_early_stopping_resumes_from_a_checkpoint(tmp_path, device):
+    make, x_train, x_valid = overfitting_setup(device)
+    straight = make()
+    h_straight = train_vae(straight, x_train, epochs=60, batch_size=20, lr=1e-2, x_valid=x_valid, patience=8,
+                           keep_best=True, generator=make_generator(2, device), show_progress=False)
+    path = tmp_path / "ck.pt"
+    first = make()
+    train_vae(first, x_train, epochs=10, batch_size=20, lr=1e-2, x_valid=x_valid, patience=8, keep_best=True,
+              generator=make_generator(2, device), checkpoint_path=path, show_progress=False)
+    resumed = make()
+    h_resumed = train_vae(resumed, x_train, epochs=60, batch_size=20, lr=1e-2, x_valid=x_valid, patience=8,
+                          keep_best=True, generator=make_generator(2, device), checkpoint_path=path, resume=True,
+                          show_progress=False)
+    assert h_resumed == h_straight
+    for p1, p2 in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p1, p2)
+
+
+def test_early_stopping_bad_inputs(digits):
+    vae, x = small_vae(), digits[0][:50]
+    with pytest.raises(ValueError, match="x_valid"):
+        train_vae(vae, x, epochs=1, patience=3)
+    with pytest.raises(ValueError, match="x_valid"):
+        train_vae(vae, x, epochs=1, keep_best=True)
+    with pytest.raises(ValueError, match="patience"):
+        train_vae(vae, x, epochs=1, x_valid=x, patience=0)
+    with pytest.raises(ValueError, match="x_valid"):
+        train_vae(vae, x, epochs=1, x_valid=x[:, :10])

@@ -31,29 +31,46 @@ import torch
 from torch import nn
 
 import iai_core
-from iai_core import (VAE, GaussianEncoder, IterativeEncoder, LatentGaussianModel, elbo_grad,
-                      elbo_from_noise, iterative_inference, log_marginal_is, make_generator, optimize_lambda,
+from iai_core import (VAE, GaussianEncoder, IterativeEncoder, LatentGaussianModel, budget, claim, elbo_grad,
+                      elbo_from_noise, glue, iterative_inference, make_generator, measure_gaps, optimize_lambda,
                       precise_elbo, train_iterative, train_vae)
 
-FULL_SCALE = False  # True: binarized MNIST at the paper's sizes (wants a GPU)
+FULL_SCALE = False  # True: dynamically binarized MNIST at the paper's sizes (wants a GPU)
 device = iai_core.default_device()
 if not FULL_SCALE:
     torch.set_num_threads(1)      # networks this small run faster on one thread than on several
 
 if FULL_SCALE:
-    data = iai_core.load_dataset("mnist", download=True, device=device)
+    # the paper's setting: MNIST binarized afresh from the grey levels for every training minibatch
+    data = iai_core.load_dataset("mnist", binarize="dynamic", download=True, device=device)
     Z_DIM, HIDDEN, ACT = 64, 512, nn.ELU           # the paper's single-level model
-    EPOCHS_2D, EPOCHS, BATCH, LR = 50, 100, 64, 2e-4
+    EPOCHS_2D, EPOCHS, BATCH, LR = budget(50), budget(100), 64, 2e-4
     T, N_SAMPLES = 5, 10                           # 5 inference iterations, 10 samples per ELBO
-    N_EVAL, N_IS = 1000, 5000
+    N_EVAL, N_IS = 1000, budget(5000, smoke_n=10)
 else:
     data = iai_core.load_dataset("digits", device=device)
     Z_DIM, HIDDEN, ACT = 4, 64, nn.ELU
     EPOCHS_2D, EPOCHS, BATCH, LR = 24, 20, 100, 3e-3
     T, N_SAMPLES = 5, 5
     N_EVAL, N_IS = 297, 200
+N_OPTIMUM = budget(300, smoke_n=2)                 # Adam steps on lambda for each example's optimum
+N_SGD = budget(40, smoke_n=2)                      # gradient-ascent steps drawn in Figure 1
+N_OPT = budget(50, smoke_n=2)                      # steps of each optimizer in the comparison
+N_PRECISE = 200                                    # samples of every low-noise ELBO estimate
+SEEDS = (0, 1, 2)                                  # every ranking of methods is measured over these seeds
+TRANSFORM = data.transform                         # None, or the per-minibatch dynamic binarization
 x_train, x_test = data.x_train, data.x_test[:N_EVAL]
+# the training digits as the models see them (binarized once, for evaluations on training data)
+x_seen = x_train[:N_EVAL] if TRANSFORM is None else TRANSFORM(x_train[:N_EVAL], make_generator(5, device))
 D = data.dim
+
+
+def spread(values, digits=1):
+    """'mean (min to max)' of a list of per-seed numbers, in nats."""
+    v = torch.as_tensor(values, dtype=torch.float64)
+    return f"{float(v.mean()):.{digits}f} ({float(v.min()):.{digits}f} to {float(v.max()):.{digits}f})"
+
+# %% tags=["nbval-check-output"]
 print(f"{data.name}: {x_train.shape[0]} training and {x_test.shape[0]} test images of {D} pixels; "
       f"T = {T} iterations, {N_SAMPLES} samples per ELBO")
 
@@ -112,24 +129,38 @@ print(f"{data.name}: {x_train.shape[0]} training and {x_test.shape[0]} test imag
 # \nabla_\mu \mathcal{L}\big|_{\lambda_0} = W^\top \Sigma_x^{-1}(x - b) - W^\top\Sigma_x^{-1}W\,\bar\epsilon ,
 # $$
 #
-# an **affine function of $x$** (and so is $\nabla_{\log\sigma^2}\mathcal{L}$ for fixed noise). A
-# one-step iterative model is therefore a standard inference model $h_\phi(Ax + c)$ whose first
-# layer is fixed by the decoder; more iterations can only add to it. (`tests/test_iterative.py`
-# checks this identity exactly.)
+# an **affine function of $x$** (and so is $\nabla_{\log\sigma^2}\mathcal{L}$ for fixed noise). With
+# the raw gradient as input (`normalization='none'`), a one-step iterative model is therefore a
+# standard inference model $h_\phi(Ax + c)$ whose first layer is fixed by the decoder
+# (`tests/test_iterative.py` checks this identity exactly). That holds only for the raw input. The
+# log-sign encoding feeds $\log|Ax + c|$ and $\operatorname{sign}(Ax + c)$, a fixed nonlinear and
+# discontinuous function of it, which no standard MLP on $x$ has as its first layer; the batch
+# normalization below makes each example's input depend on the other examples of its batch.
+#
+# ### Why a few steps can close the amortization gap
+#
+# The per-example optimum $\lambda^*(x)$ is a function of $x$ alone. A standard inference model
+# that also sees $x$ has, in principle, all the information it needs: its amortization gap is a
+# failure of *capacity* (the network cannot represent $x \mapsto \lambda^*(x)$ well enough) or of
+# *generalization* (it represents it on the training digits, not on new ones). An iterative model
+# adds no information about $x$ either; it adds **feedback at test time**: at every step it reads
+# how good its current estimate is for *this* example (the gradient, or the errors), so a wrong
+# first guess can be corrected on a digit the network has never seen. That is the mechanism to
+# look for below: smaller gaps on held-out digits, not on training ones.
 #
 # ### Where the error encoding comes from
 #
 # For a Gaussian decoder with mean $\mu_x(z)$, and analytic KL to $\mathcal{N}(0, I)$,
 #
 # $$
-# \nabla_\mu \mathcal{L} = \mathbb{E}_q\!\left[J(z)^\top \varepsilon_x\right] - \mu, \qquad
-# \varepsilon_x = \Sigma_x^{-1}\big(x - \mu_x(z)\big), \quad \varepsilon_z = \frac{z - \mu_p}{\sigma_p^2},
+# \nabla_\mu \mathcal{L} = \mathbb{E}_q\!\left[J(z)^\top e_x\right] - \mu, \qquad
+# e_x = \Sigma_x^{-1}\big(x - \mu_x(z)\big), \quad e_z = \frac{z - \mu_p}{\sigma_p^2},
 # $$
 #
-# where $J$ is the decoder's Jacobian (for a Bernoulli decoder, $\varepsilon_x = x - \operatorname{sigmoid}(\text{logits})$
+# where $J$ is the decoder's Jacobian (for a Bernoulli decoder, $e_x = x - \operatorname{sigmoid}(\text{logits})$
 # plays the same role). The gradient is the prediction error of the data mapped back through the
 # Jacobian, minus the prediction error of the latents: so the **error encoding** feeds
-# $(\varepsilon_x, \varepsilon_z)$ instead, and lets $f_\phi$ learn the map itself, as in predictive
+# $(e_x, e_z)$ instead, and lets $f_\phi$ learn the map itself, as in predictive
 # coding. It needs no backward pass through the decoder at all.
 #
 # ### What the official code does
@@ -139,17 +170,23 @@ print(f"{data.name}: {x_train.shape[0]} training and {x_test.shape[0]} test imag
 #
 # | choice | paper | official code | here |
 # |---|---|---|---|
-# | gradient input | "layer normalization" | `log(abs(grad) + 1e-5)` and `sign(grad)` (an earlier version: a parameter-free layer norm of each gradient) | `'log_sign'` by default; `'layer'` and `'none'` available |
-# | other inputs | $\nabla_\lambda\mathcal{L}$, $\lambda$ | also $x - \tfrac12$ (`'posterior'` in the MNIST config), $\mu$, $\log\sigma^2$ | $\lambda$ always, $x$ optional (`include_x`), off by default |
+# | gradient input | "layer normalization" | MNIST: `log(abs(grad) + 1e-5)` and `sign(grad)`; CIFAR-10: `layer_norm_*_gradient`, each latent standardized *across the batch*, $(\nabla - \text{mean}_\text{batch}) / (\text{std}_\text{batch} + 10^{-5})$ | `'log_sign'` by default; `'batch'` (the official "layer norm"), `'layer'` (per example) and `'none'` available |
+# | other inputs | $\nabla_\lambda\mathcal{L}$, $\lambda$ | also $x - \tfrac12$ (`'posterior'`, in every MNIST config, gradient and error models alike), $\mu$, $\log\sigma^2$ | $\lambda$ always, $x$ optional (`include_x`); the comparisons of {ref}`sec-iterative-results` feed it, as the official code does |
 # | update | gated | gated ("highway"), $\lambda_t$ detached, $\log\sigma^2$ clamped to $[-15, 15]$ | the same |
 # | loss over iterations | mean | every iterate's backward accumulated, then divided by $T$; decoder gradients zeroed before the last iterate | the same, in one autograd call per iterate |
 # | optimizers | Adam | two Adams, learning rate $2\cdot10^{-4}$ each, decayed by 0.999 per epoch | two Adams, no decay |
 # | network | MLP | 2 × 512 ELU, highway connections | 2 hidden-layer ELU MLP, plain |
-# | error encoding, Bernoulli data | $x - \hat{x}$ | left as a `TODO` (`NotImplementedError`) in the later version | $x - \operatorname{sigmoid}(\text{logits})$ |
+# | error encoding, Bernoulli data | $x - \hat{x}$ | the raw errors $x - \hat x$ and $z - \mu_p$ (`'bottom_error'`, `'top_error'` in the hierarchical MNIST config), with $x - \tfrac12$; the layer-normalized variants are a `TODO` | $x - \operatorname{sigmoid}(\text{logits})$; raw (`normalization='none'`) with $x$ in the comparisons |
 #
-# So the code normalizes the gradient by a log-magnitude and sign encoding, not a layer norm, and
-# its MNIST model also sees the data. Section {ref}`sec-iterative-normalization` shows why the
-# choice matters.
+# So the code normalizes the gradient by a log-magnitude and sign encoding on MNIST and by a
+# standardization across the batch on CIFAR-10, not by a per-example layer norm, and its MNIST
+# models also see the data. Section {ref}`sec-iterative-normalization` shows why the choice matters.
+#
+# One consequence matters for any comparison of encodings. For binary $x$, the data's error
+# $x - \operatorname{sigmoid}(\text{logits})$ is positive exactly where $x = 1$: its sign *is*
+# $2x - 1$, so an error-encoding model reads the data exactly, whatever else it reads. A gradient
+# model without $x$ does not. A fair comparison gives both the data, as the official code does, and
+# an ablation separates what comes from seeing $x$ from what comes from the gradients.
 
 # %% [markdown]
 # (sec-iterative-figure1)=
@@ -162,12 +199,13 @@ print(f"{data.name}: {x_train.shape[0]} training and {x_test.shape[0]} test imag
 # %%
 vae2 = VAE(GaussianEncoder(D, 2, hidden=HIDDEN, activation=ACT, seed=0),
            LatentGaussianModel(D, 2, hidden=HIDDEN, activation=ACT, seed=1)).to(device)
-hist2 = train_vae(vae2, x_train, x_test, epochs=EPOCHS_2D, batch_size=BATCH, lr=LR, generator=make_generator(0, device))
+hist2 = train_vae(vae2, x_train, x_test, epochs=EPOCHS_2D, batch_size=BATCH, lr=LR,
+                  generator=make_generator(0, device), transform=TRANSFORM)
 model2 = vae2.model
 iter2 = IterativeEncoder(D, 2, hidden=HIDDEN, seed=2).to(device)
 ihist2 = train_iterative(iter2, model2, x_train, x_test, epochs=EPOCHS_2D // 3, n_iterations=T,
                          n_samples=N_SAMPLES, batch_size=BATCH, lr_encoder=LR, train_decoder=False,
-                         generator=make_generator(0, device))
+                         generator=make_generator(0, device), transform=TRANSFORM)
 print(f"2-D model, held-out ELBO: standard encoder {hist2.test_elbo[-1]:.1f} nats, "
       f"iterative after T = {T}: {ihist2.test_elbo[-1]:.1f} nats")
 
@@ -186,7 +224,7 @@ def precise(seed=11):
 
 
 zeros_all = torch.zeros(x_test.shape[0], 2, device=device)
-best_all = optimize_lambda(model2, x_test, zeros_all, zeros_all, optimizer="adam", lr=0.05, n_iterations=300,
+best_all = optimize_lambda(model2, x_test, zeros_all, zeros_all, optimizer="adam", lr=0.05, n_iterations=N_OPTIMUM,
                            n_samples=10, generator=make_generator(3, device))
 with torch.no_grad():
     mu_s, lv_s = vae2.encoder(x_test)
@@ -205,7 +243,7 @@ mu_std, logvar_std = mu_s[k:k + 1], lv_s[k:k + 1]
 res2 = iterative_inference(iter2, model2, xk, n_iterations=T, n_samples=N_SAMPLES, generator=make_generator(4, device))
 # gradient ascent, one SGD step at a time so that the path is kept
 sgd_path, mu_g, lv_g = [zeros2], zeros2, zeros2
-for i in range(40):
+for i in range(N_SGD):
     step = optimize_lambda(model2, xk, mu_g, lv_g, optimizer="sgd", lr=0.05, n_iterations=1, n_samples=N_SAMPLES,
                            generator=make_generator(100 + i, device))
     mu_g, lv_g = step.mu, step.logvar
@@ -253,8 +291,10 @@ ax.legend(loc="lower left", fontsize=8)
 plt.show()
 
 # %% tags=["remove-input"]
-assert elbo_iter[-1] > elbo_std + 1.0, "the iterative estimate after T steps must be closer to the optimum"
-assert elbo_best >= elbo_iter[-1] - 0.05
+claim("for this digit, the iterative estimate after T steps is more than a nat closer to the optimum than the "
+      "standard encoder's", elbo_iter[-1], ">", elbo_std + 1.0)
+claim("no estimate beats the per-example optimum (300 Adam steps) by more than its noise", elbo_best, ">=",
+      elbo_iter[-1] - 0.05)
 
 # %% [markdown]
 # The iterative model walks from the prior towards the optimum in a few large, well-aimed steps,
@@ -267,14 +307,21 @@ print(f"on the 10% of held-out digits where the standard encoder's gap is larges
       f"{float(gap_std2[hard].mean()):.1f} nats (standard) vs {float(gap_it2[hard].mean()):.1f} (iterative)")
 
 # %% tags=["remove-input"]
-assert float(gap_it2.mean()) <= float(gap_std2.mean()) + 0.05
-assert float(gap_it2[hard].mean()) < float(gap_std2[hard].mean()) - 0.3
+claim("on the hardest 10% of held-out digits the iterative model recovers more than 0.3 nats of the standard "
+      "encoder's gap", float(gap_it2[hard].mean()), "<", float(gap_std2[hard].mean()) - 0.3)
+claim("on average both models are within a fraction of a nat (under one nat) of the optimum in the 2-D model",
+      max(float(gap_it2.mean()), float(gap_std2.mean())), "<", 1.0)
+glue("gap2_std", float(gap_std2.mean()))
+glue("gap2_it", float(gap_it2.mean()))
+glue("gap2_std_hard", float(gap_std2[hard].mean()))
+glue("gap2_it_hard", float(gap_it2[hard].mean()))
 
 # %% [markdown]
-# On average both models are within a fraction of a nat of the optimum in this 2-D model (the
-# mean gaps printed above): the decoder was trained with the standard encoder and has adapted to
-# it. The difference is on the hard digits, where one network pass misses and a few learned,
-# gradient-informed steps recover most of the gap.
+# On average both models are within a fraction of a nat of the optimum in this 2-D model (mean gaps
+# {glue:text}`gap2_std:.2f` nats for the standard encoder, {glue:text}`gap2_it:.2f` for the iterative
+# model): the decoder was trained with the standard encoder and has adapted to it. The difference is
+# on the hard digits, where one network pass misses ({glue:text}`gap2_std_hard:.1f` nats) and a few
+# learned, gradient-informed steps recover most of it ({glue:text}`gap2_it_hard:.1f` nats left).
 
 # %% [markdown]
 # Interactive: run this notebook in Colab or Jupyter to use the slider.
@@ -314,13 +361,24 @@ plt.show()
 # ## Normalizing the gradient input
 #
 # Gradients change scale by orders of magnitude: large at the prior, small near the optimum, and
-# different from example to example. The raw gradient is a poor network input. The paper
-# normalizes it with a layer normalization; the official code feeds $\log(|\nabla| + 10^{-5})$
-# and $\operatorname{sign}(\nabla)$. They are not equivalent: a layer normalization over the $d$
-# entries of each example is *scale-free*, so it throws away the gradient's size, and with
-# $d = 2$ it leaves little more than the signs. The log-sign encoding keeps the size on a log
-# scale. Here are the gradient magnitudes the model meets along its own iterations, and the
-# held-out ELBO of the same model trained with each of the three inputs:
+# different from example to example. The raw gradient is a poor network input at scale. The paper
+# says it uses a layer normalization; the official code has three answers, all in `iai_core.normalize`:
+#
+# - `'log_sign'` (its MNIST configuration): $\log(|\nabla| + 10^{-5})$ and $\operatorname{sign}(\nabla)$
+#   per entry, which keeps each entry's size on a log scale;
+# - `'batch'` (its CIFAR-10 configuration, called "layer norm" there): each latent's gradient
+#   standardized *across the minibatch*, which keeps the sizes relative to the other examples and
+#   drops only the batch's overall scale;
+# - `'layer'`, a parameter-free layer normalization over the $d$ entries *of each example*, the
+#   reading of the paper's words that an earlier version of the code used. It discards each
+#   example's scale, and at $d = 2$ it discards almost everything: two numbers standardized are
+#   exactly $\pm(1, -1)$, one bit per gradient tensor (which entry is larger), whatever their sizes
+#   and signs ([3, 0.01] and [0.1, −7] both give (1, −1); `tests/test_iterative.py` checks this).
+#
+# The models here do not see $x$, so that the gradient input is all they have. Here are the
+# gradient magnitudes the model meets along its own iterations, and the held-out ELBO of the same
+# model trained with each input, for {glue:text}`n_seeds` seeds of the inference network and its
+# training (the decoder is fixed):
 
 # %%
 with torch.no_grad():
@@ -333,35 +391,58 @@ print("median |grad_mu ELBO| along the iterations:", [f"{float(v):.2g}" for v in
 print(f"spread over held-out digits at t = {T} (5th to 95th percentile): "
       f"{float(mags[-1].quantile(0.05)):.2g} to {float(mags[-1].quantile(0.95)):.2g}")
 
-norm_elbo = {}
-for how in ("log_sign", "layer", "none"):
-    enc = iter2 if how == "log_sign" else IterativeEncoder(D, 2, hidden=HIDDEN, normalization=how, seed=2).to(device)
-    if how != "log_sign":
-        train_iterative(enc, model2, x_train, epochs=EPOCHS_2D // 3, n_iterations=T, n_samples=N_SAMPLES,
-                        batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(0, device))
-    r = iterative_inference(enc, model2, x_test, n_iterations=T, n_samples=N_SAMPLES, generator=make_generator(7, device))
-    norm_elbo[how] = float(precise_elbo(model2, x_test, r.mu, r.logvar, n_samples=200, generator=precise()).mean())
-print("held-out ELBO after T steps (2-D model):",
-      ", ".join(f"{k} {v:.1f} nats" for k, v in norm_elbo.items()),
-      f"; standard encoder "
-      f"{float(precise_elbo(model2, x_test, mu_s, lv_s, n_samples=200, generator=precise()).mean()):.1f}")
+NORMS = ("log_sign", "batch", "layer", "none")
+norm_elbo = {how: [] for how in NORMS}
+for s in SEEDS:
+    for how in NORMS:
+        if how == "log_sign" and s == 0:
+            enc = iter2                              # already trained above, with seed 0
+        else:
+            enc = IterativeEncoder(D, 2, hidden=HIDDEN, normalization=how, seed=2 + 100 * s).to(device)
+            train_iterative(enc, model2, x_train, epochs=EPOCHS_2D // 3, n_iterations=T, n_samples=N_SAMPLES,
+                            batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(s, device),
+                            transform=TRANSFORM, show_progress=False)
+        r = iterative_inference(enc, model2, x_test, n_iterations=T, n_samples=N_SAMPLES,
+                                generator=make_generator(7, device))
+        norm_elbo[how].append(float(precise_elbo(model2, x_test, r.mu, r.logvar, n_samples=N_PRECISE,
+                                                 generator=precise()).mean()))
+norm_elbo = {how: torch.tensor(v) for how, v in norm_elbo.items()}
+elbo_std2 = float(precise_elbo(model2, x_test, mu_s, lv_s, n_samples=N_PRECISE, generator=precise()).mean())
+print(f"held-out ELBO after T = {T} steps, 2-D model, mean (min to max) over {len(SEEDS)} seeds:")
+for how, v in norm_elbo.items():
+    print(f"  {how:9s} {spread(v)} nats")
+print(f"  standard encoder {elbo_std2:.1f} nats")
 
 # %% tags=["remove-input"]
-assert float(mags.median(1).values[0] / mags.median(1).values[-1]) > 3
-assert norm_elbo["log_sign"] > norm_elbo["layer"] + 1.0
-assert abs(norm_elbo["log_sign"] - norm_elbo["none"]) < 1.0
+claim("the gradient shrinks several-fold (3x) between the prior and the last step",
+      float(mags.median(1).values[0] / mags.median(1).values[-1]), ">", 3)
+claim("in every seed, the log-sign input beats the per-example layer normalization by more than a nat",
+      norm_elbo["log_sign"] - norm_elbo["layer"], ">", 1.0)
+claim("in every seed, the batch standardization beats the per-example layer normalization by more than a nat",
+      norm_elbo["batch"] - norm_elbo["layer"], ">", 1.0)
+claim("in every seed, the raw gradient ends within half a nat of the log-sign input",
+      (norm_elbo["none"] - norm_elbo["log_sign"]).abs(), "<", 0.5)
+glue("n_seeds", len(SEEDS))
+glue("norm_layer_loss", float((norm_elbo["log_sign"] - norm_elbo["layer"]).mean()))
+glue("norm_layer_loss_min", float((norm_elbo["log_sign"] - norm_elbo["layer"]).min()))
+glue("norm_none_diff", float((norm_elbo["none"] - norm_elbo["log_sign"]).abs().max()))
+glue("norm_batch_lag_min", float((norm_elbo["log_sign"] - norm_elbo["batch"]).min()))
+glue("norm_batch_lag_max", float((norm_elbo["log_sign"] - norm_elbo["batch"]).max()))
 
 # %% [markdown]
 # The gradient shrinks several-fold between the prior and the last step, and varies by an order of
-# magnitude across digits. The log-sign encoding, which keeps that scale, gives a far better
-# optimizer than the layer-normalized input, which sees only directions: in two dimensions that
-# costs several nats. On these small digits the raw gradient works about as well as the log-sign
-# encoding (its scale stays within a range a small network handles); the normalization earns its
-# keep at MNIST scale, where gradients of 784-pixel likelihoods are far larger at the prior. (`tests/test_iterative.py` shows the same on a
-# linear-Gaussian model, where the log-sign model reaches the closed-form optimum and the
-# layer-normalized one stalls about a nat short.) With many latents, as in the paper's $d = 64$,
-# the layer normalization keeps the relative sizes across the 64 entries and loses only the overall
-# scale, which is why it can work there.
+# magnitude across digits. Every input that keeps the sizes works. On these small digits the raw
+# gradient ends within {glue:text}`norm_none_diff:.2f` nats of the log-sign encoding in every seed (its scale stays
+# within a range a small network handles; the normalization earns its keep at MNIST scale, where
+# the gradients of 784-pixel likelihoods are far larger at the prior). The official code's batch
+# standardization trails the log-sign input by {glue:text}`norm_batch_lag_min:.1f` to
+# {glue:text}`norm_batch_lag_max:.1f` nats across seeds in this short training run. The per-example layer normalization, which
+# leaves one bit per gradient tensor at $d = 2$, costs {glue:text}`norm_layer_loss:.1f` nats on
+# average, at least {glue:text}`norm_layer_loss_min:.1f` in every seed. With many latents, as in the paper's $d = 64$,
+# a per-example layer normalization keeps the relative sizes across the 64 entries and loses only
+# each example's overall scale, which is why it can work there; the batch version keeps even that,
+# relative to the batch. (It also makes each example's update depend on which other examples share
+# its minibatch, in training and at test time.)
 
 # %% [markdown]
 # (sec-iterative-vs-optimizers)=
@@ -376,14 +457,15 @@ assert abs(norm_elbo["log_sign"] - norm_elbo["none"]) < 1.0
 # %%
 vae = VAE(GaussianEncoder(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=10),
           LatentGaussianModel(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=11)).to(device)
-hist_std = train_vae(vae, x_train, x_test, epochs=EPOCHS, batch_size=BATCH, lr=LR, generator=make_generator(0, device))
+hist_std = train_vae(vae, x_train, x_test, epochs=EPOCHS, batch_size=BATCH, lr=LR, generator=make_generator(0, device),
+                     transform=TRANSFORM)
 model = vae.model
 iter_fixed = IterativeEncoder(D, Z_DIM, hidden=HIDDEN, seed=12).to(device)
 train_iterative(iter_fixed, model, x_train, epochs=EPOCHS // 2, n_iterations=T, n_samples=N_SAMPLES,
-                batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(0, device))
+                batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(0, device),
+                transform=TRANSFORM)
 
-N_OPT = 50
-x_tune = x_train[:200]
+x_tune = x_seen[:200]
 zeros_tune = torch.zeros(x_tune.shape[0], Z_DIM, device=device)
 step_sizes = {}
 for name in iai_core.OPTIMIZERS:
@@ -403,11 +485,11 @@ curves = {name: optimize_lambda(model, x_test, zeros_test, zeros_test, optimizer
           for name, lr in step_sizes.items()}
 T_LONG = 4 * T
 res_it = iterative_inference(iter_fixed, model, x_test, n_iterations=T_LONG, n_samples=N_SAMPLES,
-                             generator=make_generator(22, device))
+                             generator=make_generator(22, device), record_gates=True)
 curve_it = res_it.elbo.mean(1)
 with torch.no_grad():
     mu_v, lv_v = vae.encoder(x_test)
-level_std = float(precise_elbo(model, x_test, mu_v, lv_v, n_samples=200, generator=precise()).mean())
+level_std = float(precise_elbo(model, x_test, mu_v, lv_v, n_samples=N_PRECISE, generator=precise()).mean())
 
 fig, ax = plt.subplots(figsize=(7, 4.5))
 steps_opt = torch.arange(N_OPT + 1)
@@ -438,12 +520,17 @@ print(f"beyond T: iterative at {2 * T}, {4 * T} iterations: {float(curve_it[2 * 
       f"best optimizer after {N_OPT} steps: {best_opt_final:.1f}")
 
 # %% tags=["remove-input"]
-assert float(curve_it[T]) > best_opt_at_T + 0.3
-assert steps_to_match > 3 * T
-assert abs(float(curve_it[T]) - level_std) < 1.0
-assert abs(float(curve_it[4 * T]) - float(curve_it[T])) < 0.5          # flat beyond T: no divergence, no gain
-assert float(curve_it[T]) > float(curve_it[0]) + 5
-assert best_opt_final > best_opt_at_T + 0.3                            # the optimizers keep climbing
+claim("after T iterations the learned optimizer is ahead of every tuned gradient optimizer",
+      float(curve_it[T]), ">", best_opt_at_T + 0.3)
+claim("the fastest gradient optimizer needs more than 3T steps to catch up", steps_to_match, ">", 3 * T)
+claim("after T iterations the iterative model is within a nat of the standard encoder's level (above)",
+      float(curve_it[T]), ">", level_std - 1.0)
+claim("after T iterations the iterative model is within a nat of the standard encoder's level (below)",
+      float(curve_it[T]), "<", level_std + 1.0)
+claim("beyond T the ELBO stays within half a nat up to 4T (above)", float(curve_it[4 * T]), ">", float(curve_it[T]) - 0.5)
+claim("beyond T the ELBO stays within half a nat up to 4T (below)", float(curve_it[4 * T]), "<", float(curve_it[T]) + 0.5)
+claim("the learned steps climb from the prior", float(curve_it[T]), ">", float(curve_it[0]) + 5)
+claim("the gradient optimizers keep climbing after T steps", best_opt_final, ">", best_opt_at_T + 0.3)
 
 # %% [markdown]
 # After $T$ iterations the learned optimizer is ahead of every hand-designed one, each with its
@@ -453,10 +540,187 @@ assert best_opt_final > best_opt_at_T + 0.3                            # the opt
 # nat, in $T$ steps, on a decoder that was trained *for* the standard encoder. On these digits
 # that level is already close to the per-example optimum, which is why no method goes far
 # above it. **Beyond $T$**, where the model was never trained, the ELBO stays flat (within half a
-# nat up to $4T$ iterations): the estimate neither diverges nor keeps improving. The gate has
-# learned to hold the estimate once the updates stop helping. It is not a convergent optimizer:
-# the gradient methods keep climbing with more steps, the learned one stops where its training
-# horizon ended.
+# nat up to $4T$ iterations): the estimate neither diverges nor keeps improving. It is not a
+# convergent optimizer: the gradient methods keep climbing with more steps, the learned one stops
+# where its training horizon ended. *How* it stops is the next question.
+#
+# ### What the gates do, within and beyond $T$
+#
+# The update is $\lambda_{t+1} = g_t \odot \lambda_t + (1 - g_t) \odot \Delta_t$. Here are the learned
+# gates (averaged over examples and latents) and the size of each step, the mean $|\mu_{t+1} - \mu_t|$
+# per latent, for the run above; and the same steps when every ELBO gradient is estimated from
+# {glue:text}`n_quiet` samples instead of {glue:text}`n_samples_train`.
+
+# %%
+N_QUIET = 100
+res_quiet = iterative_inference(iter_fixed, model, x_test, n_iterations=T_LONG, n_samples=N_QUIET,
+                                generator=make_generator(25, device))
+gate_mu = res_it.gate_mu_path.mean((1, 2)).cpu()              # (T_LONG,): the gate of the update t -> t + 1
+gate_logvar = res_it.gate_logvar_path.mean((1, 2)).cpu()
+step_mu = (res_it.mu_path[1:] - res_it.mu_path[:-1]).abs().mean((1, 2)).cpu()
+step_quiet = (res_quiet.mu_path[1:] - res_quiet.mu_path[:-1]).abs().mean((1, 2)).cpu()
+# how far the estimate wanders beyond T, against how far a random walk of the same steps would go
+beyond = res_it.mu_path[T:]                                   # (T_LONG - T + 1, N, d)
+drift = float((beyond[-1] - beyond[0]).abs().mean())
+walk = float(step_mu[T:].mean()) * math.sqrt(T_LONG - T)
+
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+t_axis = torch.arange(1, T_LONG + 1)
+ax1.plot(t_axis, gate_mu, "o-", ms=3, label=r"gate of $\mu$")
+ax1.plot(t_axis, gate_logvar, "s-", ms=3, label=r"gate of $\log\sigma^2$")
+ax1.set_ylim(0, 1)
+ax1.set_ylabel("mean gate $g_t$ (1 = keep the estimate)")
+ax2.plot(t_axis, step_mu, "o-", ms=3, label=f"{N_SAMPLES} samples per gradient")
+ax2.plot(t_axis, step_quiet, "s-", ms=3, label=f"{N_QUIET} samples per gradient")
+ax2.set_ylabel(r"mean $|\mu_{t} - \mu_{t-1}|$ per latent")
+for ax in (ax1, ax2):
+    ax.axvline(T, color="gray", ls=":", lw=1)
+    ax.set_xlabel("inference iteration t")
+    ax.legend(fontsize=8)
+fig.suptitle(f"The learned update on held-out digits (trained with T = {T})")
+fig.tight_layout()
+plt.show()
+print(f"beyond T: mean gate of mu {float(gate_mu[T:].mean()):.2f}, of logvar {float(gate_logvar[T:].mean()):.2f}; "
+      f"mu moves {float(step_mu[T:].mean()):.2f} per step ({float(step_quiet[T:].mean()):.2f} with {N_QUIET} samples); "
+      f"from t = {T} to {T_LONG} it drifts {drift:.2f} (a random walk of those steps: about {walk:.2f})")
+
+# %% tags=["remove-input"]
+claim("the steps beyond T shrink when the gradient is less noisy (more samples)",
+      float(step_quiet[T:].mean()), "<", 0.7 * float(step_mu[T:].mean()))
+claim("beyond T the estimate stays near a point: it drifts less far than a random walk of its steps would",
+      drift, "<", walk)
+glue("n_quiet", N_QUIET)
+glue("n_samples_train", N_SAMPLES)
+glue("gate_mu_beyond", float(gate_mu[T:].mean()))
+glue("gate_logvar_beyond", float(gate_logvar[T:].mean()))
+glue("step_beyond", float(step_mu[T:].mean()))
+glue("step_quiet_beyond", float(step_quiet[T:].mean()))
+glue("drift_beyond", drift)
+glue("walk_beyond", walk)
+
+# %% [markdown]
+# The gates are not closed. Beyond $T$ the gate of $\mu$ averages {glue:text}`gate_mu_beyond:.2f` and that of
+# $\log\sigma^2$ {glue:text}`gate_logvar_beyond:.2f`, and $\mu$ still moves {glue:text}`step_beyond:.2f` per step and
+# latent. Yet from $t = T$ to $4T$ the estimate drifts only {glue:text}`drift_beyond:.2f`, where a random walk of
+# such steps would go about {glue:text}`walk_beyond:.2f`: it jitters around a point (the drift is about one
+# step's size). With less noisy gradients
+# the jitter shrinks ({glue:text}`step_quiet_beyond:.2f` per step with {glue:text}`n_quiet` samples): the
+# update reads a noisy gradient at every step and answers it. The flat ELBO beyond $T$ is a **noisy
+# fixed point** of the learned map, not a gate that has learned to hold the estimate.
+#
+# ### The amortization gap on training and on held-out digits
+#
+# If a few steps of feedback fix the encoder's failures on *new* digits, the standard encoder's
+# gap should be larger on held-out digits than on the training digits it was fitted to, and the
+# iterative model's should not be. We measure the amortization gap exactly as in Chapter 3
+# (`iai_core.measure_gaps`: per-example Adam on $\lambda$ from the model's estimate, both ELBOs with
+# the same noise) on {glue:text}`n_eval` training and {glue:text}`n_eval` held-out digits, for the
+# standard encoder and the iterative model, on the same decoder.
+
+# %%
+gaps_split = {}
+for split, xs in (("training", x_seen), ("held-out", x_test)):
+    with torch.no_grad():
+        mu_q, lv_q = vae.encoder(xs)
+    r = iterative_inference(iter_fixed, model, xs, n_iterations=T, n_samples=N_SAMPLES,
+                            generator=make_generator(23, device))
+    for name, (m_q, l_q) in (("standard", (mu_q, lv_q)), ("iterative", (r.mu, r.logvar))):
+        g = measure_gaps(model, xs, m_q, l_q, n_iterations=N_OPTIMUM, n_samples=N_SAMPLES,
+                         n_elbo_samples=N_PRECISE, n_is=N_IS, generator=make_generator(24, device))
+        gaps_split[name, split] = g.amortization_gap
+print(f"{'mean amortization gap (nats)':30s} {'training':>10s} {'held-out':>10s}")
+for name in ("standard", "iterative"):
+    cells = [f"{float(gaps_split[name, sp].mean()):.2f} ± {float(gaps_split[name, sp].std() / math.sqrt(x_test.shape[0])):.2f}"
+             for sp in ("training", "held-out")]
+    print(f"{name:30s} {cells[0]:>10s} {cells[1]:>10s}")
+
+
+# %% tags=["remove-input"]
+for sp in ("training", "held-out"):
+    claim(f"on {sp} digits the iterative model's amortization gap is smaller than the standard encoder's",
+          float(gaps_split["iterative", sp].mean()), "<", float(gaps_split["standard", sp].mean()) - 0.1)
+claim("the standard encoder's gap is no larger on held-out digits than on training ones (within 0.15 nats)",
+      float(gaps_split["standard", "held-out"].mean() - gaps_split["standard", "training"].mean()), "<", 0.15)
+for (name, sp), g in gaps_split.items():
+    glue(f"gap_{name}_{sp.replace('-', '')}", float(g.mean()))
+
+# %% [markdown]
+# The standard encoder's gap is {glue:text}`gap_standard_training:.2f` nats on the digits it was trained on
+# and {glue:text}`gap_standard_heldout:.2f` on new ones: on these digits it is not a failure to
+# generalize but of capacity (or of its training), and it is there on the training digits too. The
+# iterative model's is {glue:text}`gap_iterative_training:.2f` and {glue:text}`gap_iterative_heldout:.2f`: its
+# steps close more than half of the gap, on seen and unseen digits alike. Whether that is the
+# *feedback* at work is what the next ablation asks.
+
+# %% [markdown]
+# ### What the iterative model reads: $x$, or the gradient?
+#
+# An ablation on the same decoder, each variant trained for it with {glue:text}`n_seeds` seeds: the
+# gradient model above (gradients and $\lambda$), the same with $x - \tfrac12$ as a further input (the
+# official MNIST configuration), and a model that reads $x$ and $\lambda$ but **no signal at all**
+# (`encoding='none'`: a gated network iterated on its own estimate). The last one has every input
+# a standard encoder has, and $T$ passes; only the feedback is missing. One more control: a
+# standard encoder of the same architecture trained afresh *for this fixed decoder*, for the same
+# number of epochs as the iterative models, since they too were trained for it.
+
+# %%
+VARIANTS = {"gradients": dict(encoding="gradient"),
+            "gradients + x": dict(encoding="gradient", include_x=True),
+            "x only (no signal)": dict(encoding="none", include_x=True)}
+ablation = {name: [] for name in ("standard, refitted", *VARIANTS)}
+for s in SEEDS:
+    model.requires_grad_(False)                      # the decoder stays fixed: only the new encoder learns
+    refit = GaussianEncoder(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=14 + 100 * s).to(device)
+    train_vae(VAE(refit, model), x_train, epochs=EPOCHS // 2, batch_size=BATCH, lr=LR,
+              generator=make_generator(s, device), transform=TRANSFORM, show_progress=False)
+    model.requires_grad_(True)
+    with torch.no_grad():
+        mu_r, lv_r = refit(x_test)
+    ablation["standard, refitted"].append(float(precise_elbo(model, x_test, mu_r, lv_r, n_samples=N_PRECISE,
+                                                             generator=precise()).mean()))
+    for name, kw in VARIANTS.items():
+        if name == "gradients" and s == 0:
+            enc = iter_fixed                         # already trained above, with seed 0
+        else:
+            enc = IterativeEncoder(D, Z_DIM, hidden=HIDDEN, seed=12 + 100 * s, **kw).to(device)
+            train_iterative(enc, model, x_train, epochs=EPOCHS // 2, n_iterations=T, n_samples=N_SAMPLES,
+                            batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(s, device),
+                            transform=TRANSFORM, show_progress=False)
+        r = iterative_inference(enc, model, x_test, n_iterations=T, n_samples=N_SAMPLES,
+                                generator=make_generator(22, device))
+        ablation[name].append(float(precise_elbo(model, x_test, r.mu, r.logvar, n_samples=N_PRECISE,
+                                                 generator=precise()).mean()))
+ablation = {name: torch.tensor(v) for name, v in ablation.items()}
+print(f"held-out ELBO after T = {T} steps on the standard encoder's decoder, mean (min to max) over "
+      f"{len(SEEDS)} seeds:")
+print(f"  {'standard (jointly trained)':26s} {level_std:.2f} nats")
+for name, v in ablation.items():
+    print(f"  {name:26s} {spread(v, 2)} nats")
+
+# %% tags=["remove-input"]
+iterated = torch.stack([ablation[k] for k in VARIANTS])                  # (variants, seeds)
+claim("in every seed, every iterative variant beats the jointly trained standard encoder on its decoder",
+      iterated.min(), ">", level_std + 0.1)
+claim("in every seed, the encoder refitted to the fixed decoder beats the jointly trained one",
+      ablation["standard, refitted"], ">", level_std)
+claim("the three iterative variants end within 0.2 nats of one another in every seed",
+      iterated.amax(0) - iterated.amin(0), "<", 0.2)
+glue("abl_joint", level_std)
+glue("abl_refit", float(ablation["standard, refitted"].mean()))
+glue("abl_iter", float(iterated.mean()))
+glue("abl_iter_spread", float((iterated.amax(0) - iterated.amin(0)).max()))
+glue("abl_refit_gain", float(ablation["standard, refitted"].mean()) - level_std)
+glue("abl_iter_gain", float(iterated.mean() - ablation["standard, refitted"].mean()))
+
+# %% [markdown]
+# On this decoder every iterative variant beats the jointly trained standard encoder
+# ({glue:text}`abl_iter:.2f` against {glue:text}`abl_joint:.2f` nats), but most of that is not iterative inference:
+# a standard encoder refitted to the fixed decoder recovers {glue:text}`abl_refit_gain:.2f` nats of it
+# ({glue:text}`abl_refit:.2f`), leaving {glue:text}`abl_iter_gain:.2f` for the iterative models. And the three
+# variants are within {glue:text}`abl_iter_spread:.2f` nats of one another in every seed: reading $x$ or not,
+# reading gradients or no signal at all. With 4 latents and 64 pixels, $T$ gated passes of a
+# network on $x$ and its own estimate do as well as $T$ passes that also read the ELBO's gradient;
+# the feedback that matters in principle is not what makes the difference here.
 
 # %% [markdown]
 # (sec-iterative-results)=
@@ -464,59 +728,103 @@ assert best_opt_final > best_opt_at_T + 0.3                            # the opt
 #
 # The paper's main comparison trains each inference model jointly with its own decoder of the same
 # architecture, for the same number of epochs (the iterative model does $T + 1$ decoder passes per
-# step, so it costs more compute). We train the gradient-encoding and the error-encoding models
-# this way, then measure on held-out digits the ELBO, the importance-sampled
-# $\log p(x)$ {cite}`burda2016importance` with $K = $ `N_IS` samples from each model's own $q$,
-# and the amortization gap of Chapter 3 {cite}`cremer2018inference`: the per-example optimum of
-# the ELBO (300 Adam steps on $\lambda$ from the model's estimate) minus the model's ELBO.
+# step, so it costs more compute). We train, for {glue:text}`n_seeds` seeds each (the initialization of
+# both networks and the order of the minibatches), the standard VAE, the gradient-encoding model
+# and the error-encoding model, both iterative models with $x$ as an input, as in the official
+# code: the gradient model with the log-sign input, the error model with the raw errors
+# $e_x = x - \operatorname{sigmoid}(\text{logits})$ (between −1 and 1) and $e_z = z$. Then we measure on held-out digits,
+# with `iai_core.measure_gaps` as in Chapter 3 {cite}`cremer2018inference`: the ELBO at the model's
+# estimate; the amortization gap, the per-example optimum of the ELBO (Adam on $\lambda$ from the
+# model's estimate) minus that ELBO; and the importance-sampled $\log p(x)$
+# {cite}`burda2016importance` with $K = $ {glue:text}`n_is` samples from $q$ at that optimum.
 
 # %%
-joint = {"standard": (vae.model, None)}
-for i, encoding in enumerate(("gradient", "error")):
-    m = LatentGaussianModel(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=11).to(device)
-    e = IterativeEncoder(D, Z_DIM, hidden=HIDDEN, encoding=encoding, seed=13 + i).to(device)
-    train_iterative(e, m, x_train, epochs=EPOCHS, n_iterations=T, n_samples=N_SAMPLES, batch_size=BATCH,
-                    lr_encoder=LR, lr_decoder=LR, generator=make_generator(0, device))
-    joint[encoding] = (m, e)
+JOINT = {"gradient + x": dict(encoding="gradient", include_x=True),
+         "error + x": dict(encoding="error", normalization="none", include_x=True)}
+rows = {name: {"elbo": [], "log_px": [], "gap": []} for name in ("standard", *JOINT)}
 
-table = {}
-for name, (m, e) in joint.items():
-    if e is None:
-        with torch.no_grad():
-            mu_q, lv_q = vae.encoder(x_test)
+
+def evaluate(name, m, mu_q, lv_q):
+    g = measure_gaps(m, x_test, mu_q, lv_q, n_iterations=N_OPTIMUM, n_samples=N_SAMPLES, n_elbo_samples=N_PRECISE,
+                     n_is=N_IS, generator=make_generator(31, device))
+    for key, v in (("elbo", g.elbo_amortized), ("log_px", g.log_px), ("gap", g.amortization_gap)):
+        rows[name][key].append(float(v.mean()))
+
+
+for s in SEEDS:
+    if s == 0:
+        v = vae                                      # trained above, with seed 0
     else:
+        v = VAE(GaussianEncoder(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=10 + 100 * s),
+                LatentGaussianModel(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=11 + 100 * s)).to(device)
+        train_vae(v, x_train, epochs=EPOCHS, batch_size=BATCH, lr=LR, generator=make_generator(s, device),
+                  transform=TRANSFORM, show_progress=False)
+    with torch.no_grad():
+        evaluate("standard", v.model, *v.encoder(x_test))
+    for name, kw in JOINT.items():
+        m = LatentGaussianModel(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=11 + 100 * s).to(device)
+        e = IterativeEncoder(D, Z_DIM, hidden=HIDDEN, seed=13 + 100 * s, **kw).to(device)
+        train_iterative(e, m, x_train, epochs=EPOCHS, n_iterations=T, n_samples=N_SAMPLES, batch_size=BATCH,
+                        lr_encoder=LR, lr_decoder=LR, generator=make_generator(s, device), transform=TRANSFORM,
+                        show_progress=False)
         r = iterative_inference(e, m, x_test, n_iterations=T, n_samples=N_SAMPLES, generator=make_generator(30, device))
-        mu_q, lv_q = r.mu, r.logvar
-    amortized = precise_elbo(m, x_test, mu_q, lv_q, n_samples=200, generator=precise()).mean()
-    opt = optimize_lambda(m, x_test, mu_q, lv_q, optimizer="adam", lr=0.02, n_iterations=300, n_samples=N_SAMPLES,
-                          generator=make_generator(31, device))
-    optimum = precise_elbo(m, x_test, opt.mu, opt.logvar, n_samples=200, generator=precise()).mean()
-    log_px = log_marginal_is(m, x_test, mu_q, lv_q, n_samples=N_IS, generator=make_generator(32, device)).mean()
-    table[name] = {"elbo": float(amortized), "log_px": float(log_px), "gap": float(optimum - amortized)}
+        evaluate(name, m, r.mu, r.logvar)
+table = {name: {k: torch.tensor(v) for k, v in row.items()} for name, row in rows.items()}
 
-print(f"{'inference model':18s} {'ELBO':>8s} {'log p(x)':>9s} {'amort. gap':>11s}   (held-out, nats)")
+print(f"held-out, nats; mean (min to max) over {len(SEEDS)} seeds")
+print(f"{'inference model':16s} {'ELBO':>22s} {'log p(x)':>22s} {'amortization gap':>22s}")
 for name, row in table.items():
-    print(f"{name:18s} {row['elbo']:8.1f} {row['log_px']:9.1f} {row['gap']:11.1f}")
+    print(f"{name:16s} {spread(row['elbo']):>22s} {spread(row['log_px']):>22s} {spread(row['gap']):>22s}")
 
 # %% tags=["remove-input"]
-for row in table.values():
-    assert row["log_px"] >= row["elbo"] - 0.1 and row["gap"] > -0.1
-assert table["gradient"]["gap"] < table["standard"]["gap"]
-assert table["error"]["gap"] <= table["standard"]["gap"] + 0.05
-assert max(abs(table[k]["log_px"] - table["standard"]["log_px"]) for k in ("gradient", "error")) < 2.0
+for name, row in table.items():
+    claim(f"{name}: the importance-sampled log p(x) is not below the ELBO, in every seed", row["log_px"], ">=",
+          row["elbo"] - 0.1)
+std = table["standard"]
+for k in JOINT:
+    claim(f"in every seed, the {k} model leaves a smaller amortization gap than the standard encoder",
+          table[k]["gap"], "<", std["gap"])
+    claim(f"in every seed, the {k} model's log p(x) is higher than the standard model's of the same seed",
+          table[k]["log_px"], ">", std["log_px"])
+d_err_grad = table["error + x"]["log_px"] - table["gradient + x"]["log_px"]
+claim("on average over the seeds, the error model's log p(x) is above the gradient model's", float(d_err_grad.mean()),
+      ">", 0.0)
+for k in JOINT:
+    key = k.split()[0]
+    d = table[k]["log_px"] - std["log_px"]
+    glue(f"dlogpx_{key}", float(d.mean()))
+    glue(f"dlogpx_{key}_min", float(d.min()))
+    glue(f"dlogpx_{key}_max", float(d.max()))
+glue("d_err_grad", float(d_err_grad.mean()))
+glue("d_err_grad_min", float(d_err_grad.min()))
+glue("d_err_grad_max", float(d_err_grad.max()))
+glue("std_seed_range", float(std["log_px"].max() - std["log_px"].min()))
+glue("n_is", N_IS)
+glue("n_eval", x_test.shape[0])
 
 # %% [markdown]
-# Both iterative models leave a smaller amortization gap than the standard encoder: their
-# estimates sit closer to each example's optimum, which is the point of the method. Whether that
-# turns into a better *model* is another matter. On MNIST the paper reports, for the single-level
-# model, a test $\log p(x)$ of $-84.14$ nats with a standard inference model and $-83.84$ with the
-# iterative one, and, for a two-level hierarchical model, $-82.63$ and $-82.457$
-# {cite}`marino2018iterative`: gains of 0.2 to 0.3 nats. On 64-pixel digits with a few latents, a
-# small decoder and a short training run, the jointly trained models end up within a nat or two
-# of one another, in either direction (the table above): the gaps the iterative models close are
-# a fraction of a nat, smaller than the run-to-run differences between jointly trained decoders.
-# The digits therefore do not resolve the paper's 0.3-nat effect, and we do not claim one. Run
-# the notebook with `FULL_SCALE = True` on a GPU for the paper's setting.
+# Both iterative models leave a smaller amortization gap than the standard encoder in every seed,
+# and, trained jointly with their decoders, end with a higher $\log p(x)$: the gradient model by
+# {glue:text}`dlogpx_gradient:.2f` nats on average ({glue:text}`dlogpx_gradient_min:.2f` to
+# {glue:text}`dlogpx_gradient_max:.2f` across seeds, paired by seed), the error model by
+# {glue:text}`dlogpx_error:.2f` ({glue:text}`dlogpx_error_min:.2f` to {glue:text}`dlogpx_error_max:.2f`), where the
+# standard model's own $\log p(x)$ varies by {glue:text}`std_seed_range:.2f` nats from seed to seed. Both see
+# $x$; the error model is ahead of the gradient model by {glue:text}`d_err_grad:.2f` nats on average
+# ({glue:text}`d_err_grad_min:.2f` to {glue:text}`d_err_grad_max:.2f`): with only three seeds, a ranking to hold
+# loosely. (Without $x$ the gradient model has nothing that tells it the data directly; in an earlier
+# version of this page it ran without $x$ against an error model that read $x$ through the signs of
+# its errors, and came out behind the standard encoder: that comparison measured the input $x$,
+# not the encoding.)
+#
+# The decoders differ here, so these are differences between *models*, not only between inference
+# procedures: the iterative model trains its decoder on the ELBO at a better $q$ (smaller gap), and
+# every model is trained for the same number of epochs, though an iterative step costs $T + 1$
+# decoder passes. On dynamically binarized MNIST, the setting `FULL_SCALE = True` uses, the paper
+# reports for the single-level model a test $\log p(x)$ of $-84.14$ nats with a standard inference
+# model and $-83.84$ with the iterative one, and, for a two-level hierarchical model, $-82.63$ and
+# $-82.457$ {cite}`marino2018iterative`: gains of 0.2 to 0.3 nats. Those are that setting's results
+# (with its highway networks and learning-rate decay, which `FULL_SCALE` does not copy), not targets
+# for the digits; a gain of about a nat on 64-pixel digits with 4 latents says nothing about their size.
 #
 # The paper's hierarchical (two-level) model, where reading gradients gives top-down inference
 # for free, is the next section: {ref}`sec-hierarchical`.

@@ -45,28 +45,32 @@ from ipywidgets import IntSlider, interact
 import iai_core
 from iai_core import (VAE, GaussianEncoder, LatentGaussianModel, SemiImplicit, elbo_bounds, fit_semi_implicit,
                       gaussian_elbo, load_dataset, log_marginal_is, log_marginal_semi_implicit, make_generator,
-                      make_target, reverse_conditional, sivi_elbo, train_semi_implicit_vae, train_vae)
+                      make_target, reverse_conditional, score_from_samples, sivi_elbo, train_semi_implicit_vae,
+                      train_vae)
+from iai_core import budget, claim, glue
 
 FULL_SCALE = False  # True: binarized MNIST at the paper's sizes (wants a GPU)
 device = iai_core.default_device()
 if device.type == "cpu" and not FULL_SCALE:
     torch.set_num_threads(1)  # these networks are tiny: one thread is faster than several fighting for cores
 
-# toy targets: the UIVI code's q (3-D noise, two hidden layers of 50 ReLU units, sigma starts small)
-TOY_ITERS = {"banana": 20000, "x_shaped": 20000, "two_modes": 20000} if FULL_SCALE else \
-            {"banana": 800, "x_shaped": 150, "two_modes": 150}
+# toy targets: the UIVI code's q (3-D noise, two hidden layers of 50 ReLU units); departures from that code:
+# sigma starts at 0.2 (the code: 0.5), and 100 samples z per iteration (the code: 1), with Adam
+TOY_ITERS = {name: budget(20000 if FULL_SCALE else n, smoke_n=3)
+             for name, n in {"banana": 800, "x_shaped": 150, "two_modes": 150}.items()}
 TOY_SAMPLES = 100                             # samples z per iteration, for UIVI and SIVI alike
 K_SIVI = 50                                   # SIVI's mixing components on the toys, as in the UIVI code
-EVAL_MIXING = 10000                           # mixture components for the final ELBO sandwich
+EVAL_MIXING = budget(10000, smoke_n=50)       # mixture components for the final ELBO sandwich
+EVAL_SAMPLES = budget(1000, smoke_n=50)       # samples z for the final ELBO sandwich
 # the VAE: the UIVI paper's sizes at full scale
-DATA = "mnist" if FULL_SCALE else "digits"
+DATA = "mnist" if FULL_SCALE else "digits"        # FULL_SCALE: Larochelle's statically binarized MNIST, as UIVI
 Z_DIM = 10 if FULL_SCALE else 4
 NOISE_DIM = 10 if FULL_SCALE else 4
 HIDDEN = 200 if FULL_SCALE else 64
-EPOCHS = 500 if FULL_SCALE else 15
+EPOCHS = budget(500 if FULL_SCALE else 15)
 K_VAE = 100                                   # SIVI's components per example in the VAE, as in the UIVI code
-N_IS = 1000 if FULL_SCALE else 100            # importance samples per test image
-N_MIX_IS = 10000 if FULL_SCALE else 1000      # eps components estimating log q(z | x) inside them
+N_IS = budget(1000 if FULL_SCALE else 100, smoke_n=5)            # importance samples per test image
+N_MIX_IS = budget(10000 if FULL_SCALE else 1000, smoke_n=20)     # eps components estimating log q(z | x)
 EVAL_BATCH = 100 if FULL_SCALE else 297        # test images per chunk of the log-likelihood estimates
 
 # %% [markdown]
@@ -97,37 +101,55 @@ with torch.no_grad():
     q_lin.layers[0].weight.copy_(torch.tensor([[1.0, 0.5, -0.3], [0.2, -0.8, 0.6]]))
 std_normal = lambda z: -0.5 * (z.shape[-1] * math.log(2 * math.pi) + z.pow(2).sum(-1))  # noqa: E731
 Ks = [1, 3, 10, 30, 100, 300, 1000]
-sivi_lower, sivi_upper = [], []
+sivi_lower, sivi_upper, lower_se, upper_se = [], [], [], []
 with torch.no_grad():
     mean, cov = q_lin.gaussian_marginal()
     exact_elbo = float(-0.5 * (torch.trace(cov) + mean.pow(2).sum() - 2 - torch.logdet(cov)))
     for K in Ks:
-        sivi_lower.append(float(sivi_elbo(q_lin, std_normal, n_samples=4000, n_mixing=K, generator=g).mean()))
-        sivi_upper.append(float(sivi_elbo(q_lin, std_normal, n_samples=4000, n_mixing=K, upper=True,
-                                          generator=g).mean()))
+        lo = sivi_elbo(q_lin, std_normal, n_samples=4000, n_mixing=K, generator=g)
+        up = sivi_elbo(q_lin, std_normal, n_samples=4000, n_mixing=K, upper=True, generator=g)
+        sivi_lower.append(float(lo.mean()))
+        sivi_upper.append(float(up.mean()))
+        lower_se.append(float(lo.std() / math.sqrt(lo.numel())))
+        upper_se.append(float(up.std() / math.sqrt(up.numel())))
 print(f"exact ELBO {exact_elbo:.2f} nats; SIVI lower bound with K=1: {sivi_lower[0]:.1f}, "
       f"K=1000: {sivi_lower[-1]:.2f}; upper bound with K=1000: {sivi_upper[-1]:.2f}")
 
 # %%
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
-ax.semilogx(Ks, sivi_upper, "o-", color="tab:red", label="SIVI upper bound (fresh $\\varepsilon_k$ only)")
-ax.axhline(exact_elbo, color="black", lw=1, label="exact ELBO (linear $\\mu_\\theta$)")
-ax.semilogx(Ks, sivi_lower, "o-", color="tab:blue", label="SIVI lower bound (with $\\varepsilon_0$)")
+ax.errorbar(Ks, np.array(sivi_upper) - exact_elbo, yerr=2 * np.array(upper_se), fmt="o-", color="tab:red",
+            capsize=3, label="upper bound $-$ ELBO (fresh $\\varepsilon_k$ only)")
+ax.errorbar(Ks, exact_elbo - np.array(sivi_lower), yerr=2 * np.array(lower_se), fmt="o-", color="tab:blue",
+            capsize=3, label="ELBO $-$ lower bound (with $\\varepsilon_0$)")
+ax.set_xscale("log")
+ax.set_yscale("log")
 ax.set_xlabel("mixing components $K$")
-ax.set_ylabel("bound (nats)")
+ax.set_ylabel("|bound $-$ exact ELBO| (nats)")
 ax.set_title("SIVI's surrogate bounds close in on the ELBO as $K$ grows")
 ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 
 # %% tags=["remove-input"]
-assert all(lo < exact_elbo < up for lo, up in zip(sivi_lower, sivi_upper))
-assert sivi_lower[0] < exact_elbo - 0.5 and abs(sivi_lower[-1] - exact_elbo) < 0.05
-assert all(a < b + 0.02 for a, b in zip(sivi_lower[:-1], sivi_lower[1:]))   # the lower bound grows with K
+lower_se, upper_se = np.array(lower_se), np.array(upper_se)
+claim("the lower bound is below the exact ELBO for K <= 100 (by more than 2 standard errors)",
+      np.array(sivi_lower[:5]) + 2 * lower_se[:5], "<", exact_elbo)
+claim("the upper bound is above the exact ELBO at every K (by more than 2 standard errors)",
+      np.array(sivi_upper) - 2 * upper_se, ">", exact_elbo)
+claim("one mixing sample leaves the lower bound far below the ELBO (more than 0.5 nats)",
+      sivi_lower[0], "<", exact_elbo - 0.5)
+claim("with K = 1000 the lower bound is within a tenth of a nat of the ELBO", exact_elbo - sivi_lower[-1], "<", 0.1)
+claim("the lower bound grows with K (up to 3 standard errors of Monte Carlo noise)",
+      np.diff(sivi_lower), ">", -3 * np.hypot(lower_se[:-1], lower_se[1:]))
+glue("sivi_gap_k1", exact_elbo - sivi_lower[0])
+glue("sivi_gap_k100", exact_elbo - sivi_lower[Ks.index(100)])
+glue("sivi_gap_k1000", exact_elbo - sivi_lower[-1])
 
 # %% [markdown]
 # With the components of this $q$ narrower than their spread ($\sigma = 0.2$), one mixing sample
-# leaves the lower bound far below the ELBO, and it takes hundreds before the bias is gone. In high
+# leaves the lower bound {glue:text}`sivi_gap_k1:.1f` nats below the ELBO, and it takes hundreds
+# before the bias is gone ({glue:text}`sivi_gap_k100:.2f` nats at $K = 100$,
+# {glue:text}`sivi_gap_k1000:.2f` at $K = 1000$). In high
 # dimensions the components overlap even less, and the $K$ needed grows quickly.
 #
 # (sec-uivi)=
@@ -162,13 +184,155 @@ assert all(a < b + 0.02 for a, b in zip(sivi_lower[:-1], sivi_lower[1:]))   # th
 # * **No clipping inside HMC.** A clipped gradient is the gradient of another density; the Metropolis
 #   test then corrects towards the wrong target.
 #
-# The price of the short chain: its samples still remember $\varepsilon$, and $\varepsilon$ also appears in
-# $\nabla_\theta h_\theta$, so the gradient is unbiased only as the chain forgets its start (the
-# tests check it with a long chain). In `iai_core` the chains of all samples run as rows of one
-# tensor, and the gradient of the reverse conditional is a hand-written backward pass through
-# $\mu_\theta$, so a leapfrog step is a handful of matrix products (`benchmarks/bench_uivi.py`
-# compares a UIVI step with a SIVI step).
+# In `iai_core` the chains of all samples run as rows of one tensor, and the gradient of the reverse
+# conditional is a hand-written backward pass through $\mu_\theta$, so a leapfrog step is a handful of
+# matrix products.
 #
+# (sec-uivi-bias)=
+# ## The price of a short chain
+#
+# The score at a fixed $z$ is estimated without bias by any chain started at an exact draw. The
+# *gradient* is another matter: the chain's samples still remember $\varepsilon$, and $\varepsilon$ also
+# appears in $\nabla_\theta h_\theta(u; \varepsilon)$. Take the extreme, a chain that never moves,
+# $\varepsilon' = \varepsilon$. Then $\hat s(z) = \nabla_z \log q_\theta(z \mid \varepsilon)$, and the estimator
+# averages to the gradient of $\mathbb{E}_{q(\varepsilon)\,q_\theta(z \mid \varepsilon)}[\log p(x, z) - \log q_\theta(z \mid \varepsilon)]$,
+# which is the ELBO minus the mutual information $I_\theta(\varepsilon; z) = \mathbb{E}[\log q_\theta(z \mid \varepsilon) - \log q_\theta(z)]$:
+#
+# $$ \mathbb{E}\big[\hat\nabla_\theta\big]_{\varepsilon' = \varepsilon} = \nabla_\theta \big(\mathcal{L} - I_\theta(\varepsilon; z)\big). $$
+#
+# The dropped term is the one that rewards $q$ for using its noise; without it the gradient pulls the
+# semi-implicit $q$ back towards a Gaussian. A chain that moves removes part of this bias, a chain at
+# stationarity all of it. SIVI's bias is in its *objective* (the surrogate bound, however well it is
+# optimized); UIVI's objective is the ELBO, and its bias is only in how far the finite chain mixes.
+#
+# How far is far enough? In the linear case the exact score $s(z) = -\Sigma^{-1}(z - b)$ is known, so the
+# error of the estimator can be measured directly: it is the gradient of $-\mathrm{sg}[\hat s(z) - s(z)]^\top z$,
+# averaged over $z$ (the rest of the surrogate is an unbiased estimate of the exact gradient). Below,
+# the linear $q$ of {ref}`sec-sivi-bounds` with $b = (0.5, -1)$ and two values of $\sigma$; HMC as in UIVI
+# (5 leapfrog steps, the step size first adapted to accept 90%), 5 kept samples after a burn-in of 0
+# to 40 iterations, and 40,000 chains in 40 groups for the standard errors. The error is relative to
+# the norm of the exact gradient of the ELBO in all of $q$'s parameters.
+
+# %%
+BURN_INS = [0, 1, 2, 3, 5, 10, 20, 40]
+N_GROUPS, N_PER_GROUP = 40, budget(1000, smoke_n=20)   # 40,000 chains: the groups give standard errors
+
+
+def linear_q(sigma):
+    q = SemiImplicit(2, 3, depth=0, sigma_init=sigma, seed=0).to(device)
+    with torch.no_grad():
+        q.layers[0].weight.copy_(torch.tensor([[1.0, 0.5, -0.3], [0.2, -0.8, 0.6]]))
+        q.layers[0].bias.copy_(torch.tensor([0.5, -1.0]))
+    return q
+
+
+def flat_grad(value, q, batched=False, **kwargs):
+    """The gradient of value in all of q's parameters, flattened: (P,), or (G, P) when batched."""
+    grads = torch.autograd.grad(value, list(q.parameters()), allow_unused=True, materialize_grads=True,
+                                is_grads_batched=batched, **kwargs)
+    return torch.cat([g.reshape(g.shape[0], -1) if batched else g.reshape(-1) for g in grads], -1)
+
+
+def gradient_error(q, s_hat, s, z):
+    """UIVI's gradient error, the gradient of -sg[s_hat - s]^T z, averaged in each group: (N_GROUPS, P)."""
+    d = -((s_hat - s) * z).sum(-1).reshape(N_GROUPS, -1).mean(1)
+    eye = torch.eye(N_GROUPS, device=device, dtype=d.dtype)
+    return flat_grad(d, q, batched=True, grad_outputs=eye, retain_graph=True)
+
+
+bias = {}
+bias_gen = make_generator(21, device)
+for sigma in (0.2, 0.6):
+    q = linear_q(sigma)
+    mean, cov = q.gaussian_marginal()
+    exact = flat_grad(-0.5 * (torch.trace(cov) + mean.pow(2).sum() - 2 - torch.logdet(cov)), q,
+                      retain_graph=True).detach()
+    mutual_info_grad = flat_grad(0.5 * (torch.logdet(cov) - q.logvar_param.sum()), q).detach()
+    step = 0.2
+    for _ in range(budget(40)):                      # adapt the step size, as the fits do over iterations
+        z, eps, _ = q.sample(200, generator=bias_gen)
+        step = reverse_conditional(q, z.detach(), eps, step_size=step, n_burn=40, n_keep=1,
+                                   generator=bias_gen).step_size
+    z, eps, _ = q.sample(N_GROUPS * N_PER_GROUP, generator=bias_gen)
+    s = -torch.linalg.solve(cov, (z - mean).T).T.detach()            # the exact score
+    with torch.no_grad():
+        run = reverse_conditional(q, z, eps, step_size=step, n_burn=max(BURN_INS), n_keep=5, adapt=False,
+                                  generator=bias_gen)
+    window = torch.tensor(BURN_INS, device=device)[:, None] + 1 + torch.arange(5, device=device)
+    kept = run.chain[window].transpose(0, 1)            # (5, burn-ins, chains, 3): the kept samples per burn-in
+    s_hats = torch.cat([score_from_samples(q, z, eps[None])[None],          # eps' = eps: a chain that never moves
+                        score_from_samples(q, z.expand(len(BURN_INS), *z.shape), kept)])
+    rows = []
+    for s_hat in s_hats:
+        G = gradient_error(q, s_hat, s, z)
+        err, cov_g = G.mean(0), torch.cov(G.T) / N_GROUPS
+        direction = err / err.norm()
+        rows.append((float(err.norm()), float(torch.sqrt(direction @ cov_g @ direction)),
+                     float(torch.sqrt(torch.trace(cov_g)))))
+        if len(rows) == 1:
+            mi_residual = float((err + mutual_info_grad).norm())   # eps' = eps: the error should be -grad I
+    rel = np.array(rows) / float(exact.norm())                        # columns: error, its SE, the noise level
+    bias[sigma] = dict(rel=rel, step=float(step), mi_residual=mi_residual / float(mutual_info_grad.norm()))
+print("UIVI's gradient error, % of the exact gradient's norm (standard error)")
+print(f"{'sigma':>6s} {'eps=eps':>11s}" + "".join(f"{'burn ' + str(b):>12s}" for b in BURN_INS))
+for sigma, r in bias.items():
+    print(f"{sigma:6.1f}" + "".join(f"{100 * e:7.1f} ({100 * se:.1f})" for e, se, _ in r["rel"]))
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 4))
+for (sigma, r), color in zip(bias.items(), ("tab:red", "tab:blue")):
+    rel = 100 * r["rel"]
+    ax.errorbar(BURN_INS, rel[1:, 0], yerr=rel[1:, 1], fmt="o-", color=color, capsize=3,
+                label=f"$\\sigma = {sigma}$: 5 kept samples after the burn-in")
+    ax.axhline(rel[0, 0], color=color, ls=":", lw=1.2, label=f"$\\sigma = {sigma}$: a chain that never moves")
+    ax.plot(BURN_INS, rel[1:, 2], "--", color=color, lw=0.8, alpha=0.7,
+            label=f"$\\sigma = {sigma}$: noise level (an unbiased estimate's error)")
+ax.set_xscale("symlog", linthresh=1)
+ax.set_xticks(BURN_INS)
+ax.set_xticklabels([str(b) for b in BURN_INS])
+ax.set_yscale("log")
+ax.set_xlabel("HMC burn-in iterations (then 5 kept)")
+ax.set_ylabel("gradient error (% of exact norm)")
+ax.set_title("UIVI's finite-chain bias, linear $q$ (exact gradient known)")
+ax.legend(fontsize=7)
+plt.tight_layout()
+plt.show()
+
+# %% tags=["remove-input"]
+r2, r6 = bias[0.2]["rel"], bias[0.6]["rel"]
+i5, i40 = 1 + BURN_INS.index(5), 1 + BURN_INS.index(40)
+claim("with eps' = eps the estimator's error is -grad I (the residual is < 15% of grad I's norm, both sigmas)",
+      np.array([bias[0.2]["mi_residual"], bias[0.6]["mi_residual"]]), "<", 0.15)
+claim("at sigma = 0.2 the 5 + 5 chain's gradient error is more than 3 times the noise level of an unbiased estimate",
+      r2[i5, 0], ">", 3 * r2[i5, 2])
+claim("at sigma = 0.2 the 5 + 5 chain's error is more than 10 standard errors from zero", r2[i5, 0], ">", 10 * r2[i5, 1])
+claim("at sigma = 0.2 a burn-in of 40 brings the error to the noise level (< 2 x noise)", r2[i40, 0], "<", 2 * r2[i40, 2])
+claim("the error falls with burn-in: at sigma = 0.2, 40 burn-in errs less than 5, which errs less than 0",
+      np.array([r2[i40, 0], r2[i5, 0]]), "<", np.array([r2[i5, 0], r2[1, 0]]))
+claim("the wider the components (sigma = 0.6), the smaller the 5 + 5 chain's error than at sigma = 0.2",
+      r6[i5, 0], "<", r2[i5, 0])
+glue("bias_s02_5", 100 * r2[i5, 0])
+glue("bias_s02_5_se", 100 * r2[i5, 1])
+glue("bias_s02_40", 100 * r2[i40, 0])
+glue("bias_s02_floor", 100 * r2[i40, 2])
+glue("bias_s02_eps", 100 * r2[0, 0])
+glue("bias_s06_5", 100 * r6[i5, 0])
+glue("bias_s06_floor", 100 * r6[i5, 2])
+glue("bias_s06_eps", 100 * r6[0, 0])
+
+# %% [markdown]
+# A chain that never moves errs by {glue:text}`bias_s02_eps:.0f`% of the gradient's norm at $\sigma = 0.2$ and
+# {glue:text}`bias_s06_eps:.0f`% at $\sigma = 0.6$ (dotted lines), and that error is $-\nabla_\theta I$ up to
+# Monte Carlo noise. With the UIVI code's 5 burn-in and 5 kept iterations the error at $\sigma = 0.2$ is still
+# {glue:text}`bias_s02_5:.0f`% (standard error {glue:text}`bias_s02_5_se:.1f`); a burn-in of 20–40 iterations
+# brings it to the noise level of this measurement ({glue:text}`bias_s02_40:.1f`% at 40, noise
+# {glue:text}`bias_s02_floor:.1f`%). With wider components, $\sigma = 0.6$, the reverse conditional is wider,
+# the adapted steps longer, and 5 + 5 errs by only {glue:text}`bias_s06_5:.1f`% (noise
+# {glue:text}`bias_s06_floor:.1f`%). The bias depends on how narrow $q(\varepsilon \mid z)$ is against the
+# steps HMC can take, so no chain length is safe for every $q$: the narrower the components of a
+# semi-implicit $q$ (and the more it can gain over a Gaussian), the longer the chain it needs.
+
+# %% [markdown]
 # (sec-toys)=
 # ## Three targets with known normalizers
 #
@@ -179,7 +343,12 @@ assert all(a < b + 0.02 for a, b in zip(sivi_lower[:-1], sivi_lower[1:]))   # th
 # is known exactly, $\mathrm{KL}(q \,\|\, p) = \log Z - \mathrm{ELBO}$ is measurable. We fit three
 # families by Adam: UIVI and SIVI ($K = 50$) with the same semi-implicit $q$, and a Gaussian with full
 # covariance, which is the semi-implicit family with a linear $\mu_\theta$ and whose $\log q$ is exact.
-# UIVI and SIVI see the same number of samples $z$ per iteration.
+# UIVI and SIVI see the same number of samples $z$ per iteration. Two departures from the UIVI code,
+# both to make a few hundred iterations enough: 100 samples $z$ per iteration where the code uses one,
+# and Adam with a decaying rate where the code uses its own adaptive steps; $\sigma$ starts at 0.2 where
+# the code starts at 0.5. The HMC settings are the code's (5 + 5 iterations of 5 leapfrog steps), and so
+# the UIVI fits carry the finite-chain bias of {ref}`sec-uivi-bias`: we measure how much of the start
+# their chains remember in {ref}`sec-hmc-chain`.
 
 # %%
 targets = {name: make_target(name) for name in TOY_ITERS}
@@ -193,7 +362,8 @@ for name, target in targets.items():
         fits[name, method] = fit_semi_implicit(
             q, target.log_density, method=method, n_iterations=n_iterations, n_samples=TOY_SAMPLES, lr=0.03,
             lr_final=1e-3, n_mixing=K_SIVI, shared_mixing=True, eval_every=max(n_iterations // 8, 1),
-            eval_samples=300, eval_mixing=1000, generator=make_generator(0, device))
+            eval_samples=budget(300, smoke_n=20), eval_mixing=budget(1000, smoke_n=20),
+            generator=make_generator(0, device))
         qs[name, method] = q
 
 # %% [markdown]
@@ -210,10 +380,11 @@ for (name, method), q in qs.items():
     log_z = targets[name].log_z
     if method == "gaussian":
         with torch.no_grad():
-            e = float(gaussian_elbo(q, targets[name].log_density, n_samples=1000, generator=eval_gen).mean())
+            e = float(gaussian_elbo(q, targets[name].log_density, n_samples=EVAL_SAMPLES, generator=eval_gen).mean())
         kl[name, method] = (log_z - e, log_z - e)
     else:
-        lo, up = elbo_bounds(q, targets[name].log_density, n_samples=1000, n_mixing=EVAL_MIXING, generator=eval_gen)
+        lo, up = elbo_bounds(q, targets[name].log_density, n_samples=EVAL_SAMPLES, n_mixing=EVAL_MIXING,
+                             generator=eval_gen)
         kl[name, method] = (log_z - float(up), log_z - float(lo))
 print("KL(q || p) = log Z - ELBO in nats, [from the upper, from the lower ELBO estimate]")
 print(f"{'target':10s}" + "".join(f"{m:>16s}" for m in METHODS))
@@ -221,22 +392,25 @@ for name in targets:
     print(f"{name:10s}" + "".join(f"   [{kl[name, m][0]:5.2f}, {kl[name, m][1]:5.2f}]" for m in METHODS))
 
 # %% tags=["remove-input"]
-for name in ("x_shaped", "two_modes"):   # the Gaussian cannot cover two modes or an X
-    assert kl[name, "gaussian"][0] > 0.2
-    for m in ("sivi", "uivi"):
-        assert kl[name, "gaussian"][0] > 2 * kl[name, m][1] and kl[name, m][1] < 0.15
-assert kl["banana", "uivi"][1] <= 0.1               # UIVI within 0.1 nats of the banana
-assert kl["banana", "sivi"][1] < 0.15
-assert all(kl[name, "gaussian"][0] > 0.3 for name in targets)   # several tenths of a nat for the Gaussian
-assert kl["banana", "gaussian"][0] > 3 * kl["banana", "uivi"][1]
-assert all(lo <= hi + 1e-6 for lo, hi in kl.values())
+semi = [(name, m) for name in targets for m in ("sivi", "uivi")]
+gauss_kl = np.array([kl[name, "gaussian"][0] for name in targets])
+semi_kl = np.array([kl[key][1] for key in semi])     # the upper ends of the semi-implicit sandwiches
+claim("both semi-implicit fits reach a KL of about a tenth of a nat or less on every target (upper end < 0.15)",
+      semi_kl, "<", 0.15)
+claim("on every target the Gaussian's KL is more than twice the upper end of both semi-implicit fits'",
+      np.repeat(gauss_kl, 2), ">", 2 * semi_kl)
+claim("the sandwich of each semi-implicit KL is narrow (< 0.05 nats)",
+      np.array([kl[key][1] - kl[key][0] for key in semi]), "<", 0.05)
+glue("toy_semi_kl_max", float(semi_kl.max()))
+glue("toy_gauss_kl_min", float(gauss_kl.min()))
 
 # %% [markdown]
-# The Gaussian pays several tenths of a nat on every target: on the two mixtures it must choose
+# The Gaussian pays at least {glue:text}`toy_gauss_kl_min:.2f` nats on every target in this run: on the two
+# mixtures it must choose
 # between covering both modes (putting mass between them, where the target has little) and missing
 # one, and the reverse KL makes it do a bit of both. Both semi-implicit fits follow the curvature of
-# the banana and both arms of the X, at a KL of about a tenth of a nat or less within a few hundred
-# iterations (the UIVI paper runs 50,000). The figure shows the learned densities (filled, estimated by
+# the banana and both arms of the X, at a KL of at most {glue:text}`toy_semi_kl_max:.2f` nats within a few
+# hundred iterations (the UIVI paper runs 50,000). The figure shows the learned densities (filled, estimated by
 # a 1,000-component mixture on a grid), the target's contours (black) and 150 samples of each $q$
 # (orange).
 
@@ -279,7 +453,9 @@ plt.show()
 # the lower end of the sandwich with 300 samples and a 1,000-component mixture (a cruder, noisier
 # estimate than the final one). Against iterations, UIVI and SIVI progress alike; against wall-clock
 # time, one UIVI iteration costs more than one SIVI iteration, since its 50 sequential leapfrog steps
-# cannot be batched away, while SIVI's mixture is a single batched computation.
+# cannot be batched away, while SIVI's mixture is a single batched computation. On an idle machine
+# `benchmarks/bench_uivi.py` measures a UIVI step at up to about 2.8 times a SIVI step ($K = 50$), depending on
+# the target and the number of samples per iteration (the UIVI paper reports the two as comparable).
 
 # %%
 colors = {"gaussian": "tab:green", "sivi": "tab:blue", "uivi": "tab:red"}
@@ -289,7 +465,7 @@ for ax, (name, target) in zip(axes, targets.items()):
         h = fits[name, method]
         ax.semilogy(h.iterations, target.log_z - np.array(h.elbo_lower), "o-", ms=3, color=colors[method], label=method)
     ax.set_xlabel("iteration")
-    ax.set_ylabel("KL(q || p) = log Z - ELBO (nats)")
+    ax.set_ylabel("KL upper estimate: log Z - lower ELBO (nats)", fontsize=8)
     ax.set_title(name)
 axes[0].legend()
 plt.tight_layout()
@@ -302,17 +478,18 @@ for ax, (name, target) in zip(axes, targets.items()):
         h = fits[name, method]
         ax.semilogy(h.seconds, target.log_z - np.array(h.elbo_lower), "o-", ms=3, color=colors[method], label=method)
     ax.set_xlabel("training time (s, this machine)")
-    ax.set_ylabel("KL(q || p) (nats)")
+    ax.set_ylabel("KL upper estimate (nats)")
     ax.set_title(name)
 axes[0].legend()
 plt.tight_layout()
 plt.show()
 
 # %% tags=["remove-input"]
-for name in targets:
-    assert fits[name, "uivi"].seconds[-1] > fits[name, "sivi"].seconds[-1]   # a UIVI iteration costs more
-    acc = fits[name, "uivi"].accept_rate[1:]
-    assert all(0.6 < a <= 1.0 for a in acc)                                  # the adapted chains mix
+claim("one UIVI iteration costs more than one SIVI iteration (total training time, every target)",
+      np.array([fits[name, "uivi"].seconds[-1] for name in targets]), ">",
+      np.array([fits[name, "sivi"].seconds[-1] for name in targets]))
+claim("at the end of every fit the adapted step size accepts within 0.1 of the 0.9 target",
+      np.abs(np.array([fits[name, "uivi"].accept_rate[-1] for name in targets]) - 0.9), "<", 0.1)
 
 # %% [markdown]
 # (sec-hmc-chain)=
@@ -360,16 +537,42 @@ axes[0].legend(fontsize=7, loc="lower left")
 plt.tight_layout()
 plt.show()
 
+# %% [markdown]
+# One chain is one draw. To see what ten iterations do on average, start 2,000 chains at the points
+# of the grey cloud (draws of $q(\varepsilon \mid z)$) and run them exactly like the chain above:
+# how far do they move, and how much do the kept samples still remember their start?
+
+# %%
+with torch.no_grad():
+    runs = reverse_conditional(q_banana, z1.expand(2000, 2), cloud, step_size=step_banana, n_burn=5, n_keep=5,
+                               adapt=False, generator=chain_gen)
+start_c = cloud - cloud.mean(0)
+kept_mean = runs.samples.mean(0)                 # (2000, 3): the average of the 5 kept samples of each chain
+kept_c = kept_mean - kept_mean.mean(0)
+memory = float((start_c * kept_c).sum() / (start_c.norm() * kept_c.norm()))   # correlation with the start
+moved = float((runs.samples[-1] - cloud).norm(dim=-1).mean())
+apart = float((cloud - cloud.roll(1, 0)).norm(dim=-1).mean())   # two independent draws of q(eps | z)
+print(f"after 10 iterations the chains moved {moved:.2f} on average; two independent draws of q(eps | z) are "
+      f"{apart:.2f} apart; correlation of the kept samples' mean with the start: {memory:.2f}")
+glue("chain_moved", moved)
+glue("chain_apart", apart)
+glue("chain_memory", memory)
+
 # %% tags=["remove-input"]
-assert 0 < int(accepted.sum()) <= 10
-moved, width = float((path[-1] - path[0]).norm()), float(cloud.std(0).norm())
-assert 0.1 < moved < width                            # the chain moves, but less than the conditional's width
+claim("the chains move: on average by more than a fifth of the distance between independent draws",
+      moved, ">", 0.2 * apart)
+claim("the kept samples still remember their start (correlation > 0.1)", memory, ">", 0.1)
 
 # %% [markdown]
-# With the step size adapted to accept 90% of the proposals, ten iterations move the chain by less than
-# the width of $q(\varepsilon \mid z)$: the kept samples still remember where they started. That costs
-# nothing for the score at a fixed $z$ (the start is an exact draw), and only the small gradient bias
-# discussed in {ref}`sec-uivi`.
+# With the step size adapted to accept 90% of the proposals, ten iterations move the chains by
+# {glue:text}`chain_moved:.2f` on average, where two independent draws of $q(\varepsilon \mid z)$ lie
+# {glue:text}`chain_apart:.2f` apart: the kept samples still remember where they started (the mean of the
+# five kept samples has a correlation of {glue:text}`chain_memory:.2f` with the start). That costs
+# nothing for the score at a fixed $z$ (the start is an exact draw), but it biases the gradient, as
+# measured in {ref}`sec-uivi-bias`: in the linear case at $\sigma = 0.2$ the same 5 + 5 chain errs by
+# {glue:text}`bias_s02_5:.0f`% of the gradient's norm. The toy fits above carry a bias of this kind; a chain
+# long enough to remove it (20–40 burn-in iterations there) would make each UIVI iteration several times
+# dearer, and we keep the UIVI code's setting.
 #
 # Interactive: run this notebook in Colab or Jupyter to use the slider.
 
@@ -390,7 +593,9 @@ interact(show_chain, n_iterations=IntSlider(value=5, min=1, max=10, step=1, desc
 # Amortized, the mixing network also reads $x$: $q_\phi(z \mid x) = \int q(\varepsilon)\,
 # \mathcal{N}\big(z;\, \mu_\phi(x, \varepsilon),\, \mathrm{diag}\, \sigma^2_\phi(x)\big)\, d\varepsilon$. We train it
 # with UIVI and with SIVI ($K = 100$ per example, as in the UIVI code), and compare with the Gaussian
-# VAE of {ref}`ch-vae`; all three use the same decoder architecture and initialization. Test
+# VAE of {ref}`ch-vae`; all three use the same decoder architecture and initialization. One departure
+# from the UIVI code: our $\sigma^2_\phi(x)$ comes from a small network of $x$, where the code learns one
+# free vector $\sigma^2$ shared by all $x$. Test
 # log-likelihoods are importance-sampled with $q(z \mid x)$ as the proposal, and the proposal's own
 # density $\log q(z \mid x)$ is itself estimated by a mixture over 1,000 noise samples. Drawn fresh (as in
 # the UIVI code), that mixture under-estimates $\log q$ on average, so the weights $p/q$ and the
@@ -398,7 +603,7 @@ interact(show_chain, n_iterations=IntSlider(value=5, min=1, max=10, step=1, desc
 # turns the estimate into a stochastic **lower bound**. We report both.
 
 # %%
-data = load_dataset(DATA, device=device, **({"download": True} if FULL_SCALE else {}))
+data = load_dataset(DATA, device=device, **({"binarize": "static", "download": True} if FULL_SCALE else {}))
 x_train, x_test = data.x_train, data.x_test
 decoder_seed, results, vae_histories = 1, {}, {}
 gauss_vae = VAE(GaussianEncoder(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=0),
@@ -443,19 +648,23 @@ for m, (lo, hi) in results.items():
 # | UIVI | −94.09 | −110.72 |
 
 # %% tags=["remove-input"]
-for m, (lo, hi) in results.items():
-    assert math.isfinite(lo) and lo <= hi + 1e-6
-    assert hi - lo < 0.5                                   # the two estimates bracket within a fraction of a nat
-assert max(r[1] for r in results.values()) - min(r[0] for r in results.values()) < 3.0   # within a couple of nats
+brackets = np.array([results[m][1] - results[m][0] for m in ("sivi", "uivi")])
+claim("the two semi-implicit estimates bracket each log-likelihood within a fraction of a nat (< 0.5)",
+      brackets, "<", 0.5)
+claim("the estimate with the generating eps is below the one with a fresh mixture", brackets, ">", 0.0)
+glue("vae_bracket_max", float(brackets.max()))
+glue("vae_spread", max(r[1] for r in results.values()) - min(r[0] for r in results.values()))
 
 # %% [markdown]
-# What the digits show, honestly: on 1,500 images of 64 pixels, with 4 latents and 15 epochs, the
-# three encoders end within a couple of nats of one another (the two semi-implicit
-# estimates bracket each number to within a fraction of a nat), not the several nats the paper
-# reports on MNIST after 400,000 iterations. A small decoder on tiny images has a posterior close
-# enough to Gaussian that a flexible encoder has little to add, and the extra flexibility has to be
-# learned from few updates. The ranking here is not evidence either way; the `FULL_SCALE` switch runs
-# the paper's setting, which needs a GPU and hours.
+# What the digits show, honestly: on 1,500 images of 64 pixels, with 4 latents and 15 epochs of 15
+# minibatches, that is 225 updates, the three encoders end within {glue:text}`vae_spread:.1f` nats of one
+# another in this run (the two semi-implicit estimates bracket each number to within
+# {glue:text}`vae_bracket_max:.2f` nats). This is one seed and a tiny budget: the ranking here is not
+# evidence either way, and it is not the paper's setting (the paper's numbers above are for
+# statically binarized MNIST and thresholded Fashion-MNIST after 400,000 iterations, not targets for the
+# digits). Whether the digits' posteriors are close enough to Gaussian that a flexible encoder has
+# little to add we have not measured here. The `FULL_SCALE` switch runs the UIVI paper's MNIST setting
+# (Larochelle's statically binarized MNIST, downloaded when asked), which needs a GPU and hours.
 #
 # ## Summary
 #
@@ -465,5 +674,5 @@ assert max(r[1] for r in results.values()) - min(r[0] for r in results.values())
 #   it is a lower bound, without it an upper bound; the bias shrinks slowly with $K$.
 # * UIVI estimates the ELBO's gradient through the score $\nabla_z \log q(z) = \mathbb{E}_{q(\varepsilon' \mid z)}[\nabla_z \log q(z \mid \varepsilon')]$,
 #   sampled by a short HMC chain started at an exact draw, the $\varepsilon$ that made $z$.
-# * On targets with known $\log Z$, both reach KLs of about a tenth of a nat where the best Gaussian
-#   stays several tenths away; one UIVI iteration costs more than one SIVI iteration.
+# * On targets with known $\log Z$, both reach KLs of about a tenth of a nat or less, less than half the
+#   Gaussian's; one UIVI iteration costs more than one SIVI iteration.

@@ -1,5 +1,10 @@
 """Checks for Chapter 2's exercises: a Monte Carlo ELBO estimator and one gradient-ascent E-step.
 
+Two derivation exercises return what the student derived, evaluated on a few inputs:
+    mean_field_variances(precision) -> (d,) the variances of the best diagonal q of N(m, precision^-1)
+    kl_gradient(mu, logvar) -> (d KL / d mu, d KL / d logvar) of KL(N(mu, diag exp(logvar)) || N(0, I))
+and the judge checks them against torch.distributions and autograd.
+
 The student's functions take any model with ``log_joint(x, z)`` (x (batch, D), z (S, batch, d) ->
 (S, batch)), such as ``iai_core.LatentGaussianModel``:
     elbo_estimate(model, x, mu, logvar, n_samples, generator) -> (batch,) estimate of the ELBO, in nats
@@ -21,7 +26,8 @@ from ..elbo import elbo_grad
 from ..gaussian import log_normal_diag, reparameterize
 from ..linear_gaussian import LinearGaussianModel
 
-__all__ = ["CheckFailed", "check_elbo_estimate", "check_gradient_step", "GRADED"]
+__all__ = ["CheckFailed", "check_elbo_estimate", "check_gradient_step", "check_mean_field_variances",
+           "check_kl_gradient", "GRADED"]
 
 N_SIGMA = 6
 
@@ -196,10 +202,113 @@ def _judge_gradient_step(obs) -> None:
     passed(name, 5)
 
 
+def _precisions() -> list[torch.Tensor]:
+    """Three posterior precisions (d, d), d = 2, 3, 5, symmetric positive definite with correlations."""
+    g = torch.Generator().manual_seed(11)
+    out = []
+    for d in (2, 3, 5):
+        a = torch.randn(d, d + 2, generator=g, dtype=torch.float64)
+        out.append(torch.eye(d, dtype=torch.float64) + a @ a.T)
+    return out
+
+
+def _probe_mean_field_variances(fn, rec) -> None:
+    for k, prec in enumerate(_precisions()):
+        rec.call(f"case{k}", fn, prec.clone())
+
+
+def _kl_to_gaussian(var: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
+    """KL(N(0, diag var) || N(0, prec^-1)), from torch.distributions."""
+    d = prec.shape[0]
+    zero = torch.zeros(d, dtype=prec.dtype)
+    q = torch.distributions.MultivariateNormal(zero, covariance_matrix=torch.diag(var))
+    p = torch.distributions.MultivariateNormal(zero, precision_matrix=prec)
+    return torch.distributions.kl_divergence(q, p)
+
+
+def _judge_mean_field_variances(obs) -> None:
+    """The answer is a stationary point (a minimum) of the KL from torch.distributions, for three precisions."""
+    name = "mean_field_variances"
+    for k, prec in enumerate(_precisions()):
+        d = prec.shape[0]
+        var = expect_tensor(obs[f"case{k}"], name, (d,)).detach().double()
+        marginal, diag = torch.linalg.inv(prec).diagonal(), prec.diagonal()
+        if torch.allclose(var, marginal, rtol=1e-6):
+            raise CheckFailed(f"{name}: you returned the posterior's marginal variances, the diagonal of "
+                              "precision^-1. The best diagonal q is narrower: set the derivative of the KL with "
+                              "respect to sigma_j^2 to zero; only the diagonal entry Lambda_jj appears.")
+        if torch.allclose(var, diag, rtol=1e-6):
+            raise CheckFailed(f"{name}: you returned Lambda_jj, a precision. The variances are its reciprocals.")
+        if torch.allclose(var, diag.rsqrt(), rtol=1e-6):
+            raise CheckFailed(f"{name}: you returned 1 / sqrt(Lambda_jj), a standard deviation; return the variance.")
+        expect(bool((var > 0).all()), f"{name}: variances must be positive; got {var.tolist()} for a {d}-D case")
+        log_var = var.log().requires_grad_(True)
+        kl = _kl_to_gaussian(log_var.exp(), prec)
+        (grad,) = torch.autograd.grad(kl, log_var)
+        worst = int(grad.abs().argmax())
+        expect(bool((grad.abs() < 1e-8).all()),
+               f"{name}: in the {d}-D case the KL(q || p) is not stationary at your variances: its derivative with "
+               f"respect to log sigma_{worst}^2 is {grad[worst].item():.3g}. At the optimum "
+               "d KL / d sigma_j^2 = (Lambda_jj - 1 / sigma_j^2) / 2 = 0.")
+    passed(name, 4)
+
+
+def _lambda_kl():
+    g = torch.Generator().manual_seed(12)
+    mu = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    logvar = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    return mu, logvar
+
+
+def _probe_kl_gradient(fn, rec) -> None:
+    mu, logvar = _lambda_kl()
+    rec.call("grads", fn, mu.clone(), logvar.clone())
+
+
+def _judge_kl_gradient(obs) -> None:
+    """Both gradients equal autograd's through torch.distributions' KL, per example."""
+    name = "kl_gradient"
+    mu, logvar = _lambda_kl()
+    out = obs["grads"]
+    expect(isinstance(out, (tuple, list)) and len(out) == 2, f"{name} must return a tuple (grad_mu, grad_logvar)")
+    g_mu, g_lv = (expect_tensor(t, f"{name}'s {n}", (5, 3)).detach().double() for t, n in
+                  zip(out, ("grad_mu", "grad_logvar")))
+    m, v = mu.clone().requires_grad_(True), logvar.clone().requires_grad_(True)
+    q = torch.distributions.Normal(m, (0.5 * v).exp())
+    prior = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    ref_mu, ref_lv = torch.autograd.grad(torch.distributions.kl_divergence(q, prior).sum(), (m, v))
+
+    def close(a, b):
+        return bool(torch.allclose(a, b, rtol=1e-6, atol=1e-9))
+
+    if close(g_mu, -ref_mu) and close(g_lv, -ref_lv):
+        raise CheckFailed(f"{name}: both gradients have the wrong sign: that is the gradient of -KL (the ELBO's term). "
+                          "Return the gradient of the KL itself.")
+    if close(g_mu, ref_mu / 5) or close(g_lv, ref_lv / 5):
+        raise CheckFailed(f"{name}: your gradients are 1/5 of the per-example ones: you averaged over the 5 examples. "
+                          "Each row is its own example's gradient.")
+    expect(close(g_mu, ref_mu), f"{name}: grad_mu is wrong; for KL(N(mu, sigma^2) || N(0, 1)) = "
+                                "(sigma^2 + mu^2 - 1 - log sigma^2) / 2 the derivative in mu_j is mu_j.")
+    if close(g_lv, 2 * ref_lv):
+        raise CheckFailed(f"{name}: grad_logvar is twice the right value: the KL has a factor 1/2 in front.")
+    if close(g_lv, 0.5 * (1 - (-logvar).exp())):
+        raise CheckFailed(f"{name}: you differentiated with respect to sigma^2, not log sigma^2: apply the chain rule, "
+                          "d sigma^2 / d log sigma^2 = sigma^2.")
+    worst = int((g_lv - ref_lv).abs().argmax())
+    expect(close(g_lv, ref_lv), f"{name}: grad_logvar is wrong; entry {worst} (flattened) is "
+                                f"{g_lv.flatten()[worst].item():.4f}, expected {ref_lv.flatten()[worst].item():.4f}.")
+    passed(name, 4)
+
+
 check_elbo_estimate = Check("elbo_estimate", _probe_elbo_estimate, _judge_elbo_estimate)
 check_gradient_step = Check("gradient_step", _probe_gradient_step, _judge_gradient_step)
+
+check_mean_field_variances = Check("mean_field_variances", _probe_mean_field_variances, _judge_mean_field_variances)
+check_kl_gradient = Check("kl_gradient", _probe_kl_gradient, _judge_kl_gradient)
 
 GRADED = {
     "elbo_estimate": (check_elbo_estimate, 5),
     "gradient_step": (check_gradient_step, 5),
+    "mean_field_variances": (check_mean_field_variances, 4),
+    "kl_gradient": (check_kl_gradient, 4),
 }

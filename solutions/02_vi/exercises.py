@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import iai_core
+from iai_core import claim, make_generator
 from iai_core.checks import ch02
 
 # %% [markdown]
@@ -92,13 +93,16 @@ ch02.check_gradient_step(gradient_step)
 #
 # Repeat your step on a factor-analysis model, from $\lambda = 0$, and compare with what we know in
 # closed form: the best diagonal $q$ (posterior mean, precisions from the diagonal of the posterior
-# precision), whose ELBO is $\log p(x)$ minus a KL that does not depend on $x$. Each step uses
-# ten samples and $\alpha = 0.01$; the Monte Carlo noise makes the iterate jitter around the optimum,
-# but its exact ELBO should come within a fraction of a nat of the best one.
+# precision), whose ELBO is $\log p(x)$ minus a KL that does not depend on $x$ (the mean-field gap).
+# Each step uses ten samples and $\alpha = 0.01$. For the first few hundred steps the exact ELBO
+# climbs; after that the curve stops falling and the Monte Carlo noise makes the iterate jitter
+# around the optimum. Over the last 200 of 1000 steps its exact ELBO should stay within a quarter of
+# the mean-field gap of the best diagonal one: the E-step resolves that gap.
 
 # %%
-g = torch.Generator().manual_seed(0)
+g = make_generator(0)
 W = torch.randn(8, 2, generator=g, dtype=torch.float64)
+W = torch.stack([W[:, 0], 0.8 * W[:, 0] + 0.6 * W[:, 1]], 1)      # overlapping loadings: a correlated posterior
 psi = 0.3 + torch.rand(8, generator=g, dtype=torch.float64)
 model = iai_core.LinearGaussianModel(8, 2).double().set_parameters(W, torch.zeros(8, dtype=torch.float64), psi)
 model.requires_grad_(False)
@@ -107,7 +111,8 @@ x = torch.randn(5, 8, generator=g, dtype=torch.float64) * 2
 mu = torch.zeros(5, 2, dtype=torch.float64)
 logvar = torch.zeros(5, 2, dtype=torch.float64)
 history = [model.elbo_diag(x, mu, logvar)]
-for _ in range(300):
+N_STEPS = 1000
+for _ in range(N_STEPS):
     mu, logvar = gradient_step(model, x, mu, logvar, 0.01, 10, g)
     history.append(model.elbo_diag(x, mu, logvar))
 history = torch.stack(history)
@@ -124,8 +129,59 @@ plt.title("Your E-step on factor analysis (exact ELBOs)")
 plt.legend()
 plt.tight_layout()
 plt.show()
-print(f"after 300 steps: {(best - history[-1]).mean():.2f} nats below the best diagonal q, which is itself "
-      f"{model.mean_field_gap():.2f} nats below log p(x)")
+late = (best - history[-200:]).mean(0)           # each point's mean shortfall over the last 200 steps
+print(f"over the last 200 of {N_STEPS} steps: {late.mean():.3f} nats below the best diagonal q on average, "
+      f"which is itself {model.mean_field_gap():.3f} nats below log p(x)")
 
 # %%
-assert ((best - history[-1]) < 0.2).all() and ((best - history[-1]) >= 0).all()
+claim("after the climb, the E-step's exact ELBO stays within a quarter of the mean-field gap of the best diagonal q "
+      "(mean over the last 200 steps, every point)", late, "<", model.mean_field_gap() / 4)
+claim("the curve has stopped falling: the mean shortfall over steps 600-800 is below a quarter of the gap too",
+      (best - history[-400:-200]).mean(0), "<", model.mean_field_gap() / 4)
+claim("the early part is a climb, not jitter: at step 50 every point was short by more than a quarter of the gap",
+      best - history[50], ">", model.mean_field_gap() / 4)
+
+# %% [markdown]
+# ## Exercise 3 (derivation): the best diagonal $q$ of a Gaussian posterior
+#
+# Let the posterior be $p(z \mid x) = \mathcal{N}(m, \Lambda^{-1})$ and $q = \mathcal{N}(m, \mathrm{diag}\,\sigma^2)$
+# (the mean is already optimal). Show that
+#
+# $$ \mathrm{KL}(q \,\|\, p) = \tfrac12 \Big[\sum_j \Lambda_{jj} \sigma_j^2 - d - \log\det\Lambda - \sum_j \log \sigma_j^2\Big], $$
+#
+# set its derivative with respect to each $\sigma_j^2$ to zero, and solve. Write `mean_field_variances`
+# returning the optimal $\sigma^2$, shape `(d,)`, for a precision matrix $\Lambda$ of shape `(d, d)`. The check
+# verifies that the KL computed by `torch.distributions` is stationary at your answer. (Compare the answer with
+# the posterior's marginal variances $(\Lambda^{-1})_{jj}$: which is larger?)
+
+# %%
+def mean_field_variances(precision):
+    """Variances (d,) of the diagonal Gaussian closest in KL(q || p) to N(m, precision^-1)."""
+    ### BEGIN SOLUTION
+    return 1.0 / torch.diagonal(precision)
+    ### END SOLUTION
+
+
+# %%
+ch02.check_mean_field_variances(mean_field_variances)
+
+# %% [markdown]
+# ## Exercise 4 (derivation): the gradient of the KL to the prior
+#
+# For $q = \mathcal{N}(\mu, \mathrm{diag}\,\sigma^2)$ with $\lambda = (\mu, \log\sigma^2)$ and the prior
+# $\mathcal{N}(0, I)$, derive $\mathrm{KL}(q \,\|\, p(z)) = \tfrac12 \sum_j (\sigma_j^2 + \mu_j^2 - 1 - \log\sigma_j^2)$
+# and its gradient with respect to $\mu$ and to $\log\sigma^2$ (not $\sigma^2$: mind the chain rule). Write
+# `kl_gradient` for a batch: `mu`, `logvar` of shape `(batch, d)`; return `(grad_mu, grad_logvar)`, each
+# `(batch, d)`, every row its own example's gradient, in closed form (no autograd). The check compares
+# them with autograd through `torch.distributions`.
+
+# %%
+def kl_gradient(mu, logvar):
+    """Closed-form gradient of KL(N(mu, diag exp(logvar)) || N(0, I)) per example: (grad_mu, grad_logvar)."""
+    ### BEGIN SOLUTION
+    return mu.clone(), 0.5 * (logvar.exp() - 1)
+    ### END SOLUTION
+
+
+# %%
+ch02.check_kl_gradient(kl_gradient)

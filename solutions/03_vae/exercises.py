@@ -8,8 +8,10 @@ if "google.colab" in sys.modules and importlib.util.find_spec("iai_core") is Non
 # %% [markdown]
 # # Exercises: amortized inference and the amortization gap
 #
-# You will write the encoder's forward pass, the importance weighted (IWAE) bound and a
-# measurement of the amortization gap, then use all three on a small VAE trained on the digits.
+# You will write the encoder's forward pass, the importance weighted (IWAE) bound, a
+# measurement of the amortization gap and the leave-one-out bounds behind
+# $\mathcal{L}_K \le \mathcal{L}_{K+1}$ (a derivation), then use them on a small VAE trained on the
+# digits.
 # After each exercise a check cell runs your function on cases with known answers: it prints
 # what passed, or tells you what is wrong.
 #
@@ -23,8 +25,8 @@ import matplotlib.pyplot as plt
 import torch
 
 import iai_core
-from iai_core import (VAE, GaussianEncoder, LatentGaussianModel, elbo, load_dataset, log_importance_weights,
-                      make_generator, measure_gaps, optimize_lambda, train_vae)
+from iai_core import (VAE, GaussianEncoder, LatentGaussianModel, budget, claim, elbo, load_dataset,
+                      log_importance_weights, make_generator, measure_gaps, optimize_lambda, train_vae)
 from iai_core.checks import ch03
 
 FULL_SCALE = False  # True: binarized MNIST at the paper's sizes (wants a GPU)
@@ -111,6 +113,46 @@ def amortization_gap(model, x, mu, logvar, generator):
 ch03.check_amortization_gap(amortization_gap)
 
 # %% [markdown]
+# ## Exercise 4 (derivation): why $\mathcal{L}_K \le \mathcal{L}_{K+1}$
+#
+# Burda et al. prove that the IWAE bound tightens with every added sample. Derive it, in three
+# steps, for $K + 1$ weights $w_1, \dots, w_{K+1}$ drawn independently (from the same $q$):
+#
+# 1. For each $i$ let $\bar w_{-i} = \frac1K \sum_{j \ne i} w_j$ be the average of the *other* $K$
+#    weights. Show that $\frac{1}{K+1} \sum_{i=1}^{K+1} \bar w_{-i} = \frac{1}{K+1} \sum_{k=1}^{K+1} w_k$
+#    (how many of the $K + 1$ subsets contain a given $w_j$?).
+# 2. The logarithm is concave. Use Jensen's inequality on step 1 to show that, for every draw,
+#    $$ \log \frac{1}{K+1} \sum_{k=1}^{K+1} w_k \;\ge\; \frac{1}{K+1} \sum_{i=1}^{K+1} \log \bar w_{-i}. $$
+# 3. Take expectations: what is $\mathbb{E}[\log \bar w_{-i}]$? Conclude.
+#
+# The autograded part: write `leave_one_out_bounds(log_w)`, which takes the log weights
+# $\log w_k$ of $K + 1$ samples for each example, shape `(K + 1, batch)`, and returns
+# $\log \bar w_{-i}$ for every $i$, shape `(K + 1, batch)`: the $K$-sample bound of the draw without
+# sample $i$. Work in log space, as in Exercise 2.
+
+# %%
+def leave_one_out_bounds(log_w):
+    """log (1/K) sum_{j != i} w_j for each i: (K + 1, batch), from log weights log_w (K + 1, batch)."""
+    ### BEGIN SOLUTION
+    k1 = log_w.shape[0]
+    rows = [torch.logsumexp(torch.cat([log_w[:i], log_w[i + 1:]]), dim=0) for i in range(k1)]
+    return torch.stack(rows) - math.log(k1 - 1)
+    ### END SOLUTION
+
+
+# %%
+ch03.check_leave_one_out_bounds(leave_one_out_bounds)
+
+# %% [markdown] tags=["remove-student"]
+# **Solution.** (1) Each $w_j$ belongs to the $K$ subsets that leave out some $i \ne j$, so
+# $\sum_i \bar w_{-i} = \frac1K \sum_i \sum_{j \ne i} w_j = \frac1K \cdot K \sum_j w_j$, and dividing
+# by $K + 1$ gives the claim. (2) The left side of step 2 is the log of the average of the
+# $\bar w_{-i}$, and $\log$ of an average is at least the average of the logs. (3) Each $\bar w_{-i}$
+# is the mean of $K$ independent weights, so $\mathbb{E}[\log \bar w_{-i}] = \mathcal{L}_K$, while
+# the left side has expectation $\mathcal{L}_{K+1}$: hence $\mathcal{L}_{K+1} \ge \mathcal{L}_K$.
+# Equality needs all $\bar w_{-i}$ equal, that is all weights equal: $q$ equal to the posterior.
+
+# %% [markdown]
 # ## Putting them together on the digits
 #
 # We train a small VAE whose encoder runs **your** forward pass: `MyEncoder` below is a
@@ -124,7 +166,8 @@ class MyEncoder(GaussianEncoder):
 
 data = load_dataset("mnist" if FULL_SCALE else "digits", device=device,
                     **({"download": True} if FULL_SCALE else {}))
-Z_DIM, HIDDEN, EPOCHS = (50, 200, 200) if FULL_SCALE else (8, 64, 40)
+Z_DIM, HIDDEN = (50, 200) if FULL_SCALE else (8, 64)
+EPOCHS = budget(200 if FULL_SCALE else 40)
 vae = VAE(MyEncoder(data.dim, Z_DIM, hidden=HIDDEN, seed=0),
           LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, seed=1)).to(device)
 history = train_vae(vae, data.x_train, data.x_test, epochs=EPOCHS, lr=5e-3, generator=make_generator(0, device))
@@ -150,17 +193,43 @@ ax.set_ylabel("mean L_K (nats)")
 plt.show()
 
 # %% tags=["remove-input"]
-assert all(b > a for a, b in zip(bounds, bounds[1:]))
+claim("the bound rises with K: from K = 1 to K = 500 by more than half a nat", bounds[-1] - bounds[0], ">", 0.5)
 
 # %% [markdown]
-# Finally, your amortization gap on the same 100 test digits, against `iai_core.measure_gaps`.
+# Your leave-one-out bounds on the same log weights, in draws of $K + 1 = 6$: averaged over $i$
+# they are never above $\mathcal{L}_6$ of the same draw (step 2), and averaged over draws they
+# estimate $\mathcal{L}_5$ (step 3), as the direct estimate from groups of 5 does.
+
+# %%
+draws = log_w[: (log_w.shape[0] // 6) * 6].reshape(-1, 6, log_w.shape[1])        # (draws, 6, batch)
+loo = torch.stack([leave_one_out_bounds(d) for d in draws])                      # (draws, 6, batch)
+l6 = torch.stack([iwae_bound(d) for d in draws])                                 # (draws, batch)
+print(f"draws where the mean leave-one-out bound exceeds L_6: {int((loo.mean(1) > l6 + 1e-9).sum())} "
+      f"of {l6.numel()}")
+l5_loo = loo.mean((0, 1))                                                         # (batch,)
+l5_direct = torch.stack([iwae_bound(chunk) for chunk in log_w[:500].split(5)]).mean(0)
+diff = l5_loo - l5_direct
+diff_se = float(diff.std() / len(diff) ** 0.5)
+print(f"L_5: {float(l5_loo.mean()):.2f} nats (leave-one-out), {float(l5_direct.mean()):.2f} nats (groups of 5); "
+      f"L_6: {float(l6.mean()):.2f} nats")
+
+# %% tags=["remove-input"]
+claim("the two estimates of L_5 agree (within 3 SE of their difference)", abs(float(diff.mean())), "<", 3 * diff_se)
+
+# %% [markdown]
+# Finally, your amortization gap on the same 100 test digits, against `iai_core.measure_gaps` with
+# the same budget (400 Adam steps of rate 0.02, 10 samples per step, ELBOs from 2,000 samples).
 
 # %%
 mine = amortization_gap(vae.model, x, mu, logvar, make_generator(1, device))
-ref = measure_gaps(vae.model, x, mu, logvar, n_iterations=150, lr=3e-2, n_samples=5, n_elbo_samples=500, n_is=200,
+ref = measure_gaps(vae.model, x, mu, logvar, n_iterations=400, lr=2e-2, n_samples=10, n_elbo_samples=2000, n_is=200,
                    generator=make_generator(2, device))
-print(f"amortization gap: yours {mine.mean():.1f} nats, iai_core {ref.amortization_gap.mean():.1f} nats")
+diff = mine - ref.amortization_gap
+se = float(diff.std() / len(diff) ** 0.5)
+print(f"amortization gap: yours {mine.mean():.2f} nats, iai_core {ref.amortization_gap.mean():.2f} nats; "
+      f"difference {float(diff.mean()):.3f} ± {se:.3f} nats (± 1 SE)")
 
 # %% tags=["remove-input"]
-assert mine.mean() > 0
-assert abs(float(mine.mean()) - float(ref.amortization_gap.mean())) < 0.1
+claim("yours is positive on average", mine.mean(), ">", 0)
+claim("yours agrees with iai_core's within 10 % (the check's tolerance)", diff.mean().abs(), "<",
+      0.1 * ref.amortization_gap.mean())
