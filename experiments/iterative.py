@@ -11,7 +11,7 @@ gap of each (``iai_core.measure_gaps``), and the ELBO against inference iteratio
 beyond T, beside Adam on lambda from the same start. The paper (MNIST, trained to convergence):
 test log p(x) -84.14 (standard) and -83.84 (iterative) nats.
 
-    python experiments/iterative.py                 # the default budget (about 25 minutes on a third of a CPU core)
+    python experiments/iterative.py                 # the default budget (about 35 minutes on a shared CPU core)
     python experiments/iterative.py --paper         # the official learning rate and a long run (a GPU)
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ MODELS = ("standard", "gradient", "error")
 def main(argv=None):
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--iterations", type=int, default=None,
-                   help="training iterations (minibatches) per model (default 200; --paper: 500 epochs)")
+                   help="training iterations (minibatches) per model (default 500; --paper: 500 epochs)")
     p.add_argument("--lr", type=float, default=None, help="Adam's learning rate, both optimizers (default 1e-3; "
                                                           "--paper: the official 2e-4)")
     p.add_argument("--n-eval", type=int, default=None, help="test images evaluated (default 100)")
@@ -53,7 +53,7 @@ def main(argv=None):
     if paper:
         iterations, epochs = 500 * (n_full // batch), 500
     else:
-        iterations = args.iterations or (4 if smoke else 200)
+        iterations = args.iterations or (4 if smoke else 500)
         epochs = 1
     n_eval = args.n_eval or (8 if smoke else 1000 if paper else 100)
     n_is = args.n_is or (16 if smoke else 5000 if paper else 500)

@@ -125,7 +125,7 @@ glue("grad_std_logpx_min", min(d["log_px"][0] for d in grad_std))
 glue("grad_std_logpx_max", max(d["log_px"][0] for d in grad_std))
 glue("n_seeds", len(SEEDS))
 glue("grad_error_elbo", diffs["gradient", "error", SEEDS[0]]["test_elbo"][0])
-glue("error_std_elbo", diffs["error", "standard", SEEDS[0]]["test_elbo"][0])
+glue("std_error_elbo", -diffs["error", "standard", SEEDS[0]]["test_elbo"][0])
 
 # %% [markdown]
 # After {glue:text}`iterations:,.0f` iterations, the iterative model with the gradient encoding has the
@@ -135,7 +135,8 @@ glue("error_std_elbo", diffs["error", "standard", SEEDS[0]]["test_elbo"][0])
 # seeds). Its models' $\log p(x)$ is higher too, by {glue:text}`grad_std_logpx_min:.1f` to
 # {glue:text}`grad_std_logpx_max:.1f` nats: the decoder trained beside the better inference model is itself
 # better, the paper's point that inference quality shapes the learned model. The error encoding
-# trails the gradient encoding by {glue:text}`grad_error_elbo:.1f` nats of test ELBO (one seed). The paper's
+# trails the gradient encoding by {glue:text}`grad_error_elbo:.1f` nats of test ELBO, and even the standard
+# encoder by {glue:text}`std_error_elbo:.1f` (one seed). The paper's
 # MNIST difference between the two kinds of model is 0.3 nats of $\log p(x)$ after training to
 # convergence; early in training, as here, the gap between them is larger: the iterative model's
 # refinement makes up for an encoder that has seen few examples.
@@ -152,6 +153,11 @@ for seed in SEEDS:
 d = diffs["gradient", "error", SEEDS[0]]
 claim("the gradient encoding's test ELBO is above the error encoding's by more than two standard errors",
       d["test_elbo"][0], ">", 2 * d["test_elbo"][1])
+d = diffs["error", "standard", SEEDS[0]]
+claim("the error encoding's test ELBO is below the standard encoder's by more than two standard errors",
+      -d["test_elbo"][0], ">", 2 * d["test_elbo"][1])
+claim("the gradient and standard models' log p(x) differ by more than the paper's 0.3 nats in every seed",
+      [diffs["gradient", "standard", s]["log_px"][0] for s in SEEDS], ">", 0.3)
 
 # %% [markdown]
 # ## Inference iterations within and beyond $T$
@@ -202,12 +208,13 @@ glue("adam_iterations", cfg["adam_on_lambda"]["n_iterations"]);
 # %% [markdown]
 # Within $T$ the learned model climbs from the prior's ELBO
 # ({glue:text}`gradient_elbo_prior:.0f` nats) to {glue:text}`gradient_elbo_at_T:.1f` nats in five steps, most of
-# it in the first. Beyond $T$ it neither gains nor falls apart: after
-# {glue:text}`gradient_beyond_iterations:.0f` iterations the ELBO is {glue:text}`gradient_elbo_beyond:.1f` nats.
-# It learned a fixed point near the end of its five training iterations, not a general optimizer
-# that keeps improving. Adam on $\lambda$ from the same start climbs steadily; it does not reach the
-# gradient-encoded model's five-step ELBO within {glue:text}`adam_iterations:.0f` iterations, and needs
-# {glue:text}`error_adam_iterations_to_match:.0f` iterations to reach the error-encoded model's.
+# it in the first. Beyond $T$ neither model gains anything: the gradient-encoded one stays within a nat of
+# its five-step value ({glue:text}`gradient_elbo_beyond:.1f` nats after
+# {glue:text}`gradient_beyond_iterations:.0f` iterations), and the error-encoded one drifts slowly down, from
+# {glue:text}`error_elbo_at_T:.1f` to {glue:text}`error_elbo_beyond:.1f` nats. Each learned a short
+# trajectory to a point near the end of its five training iterations, not a general optimizer that
+# keeps improving. Adam on $\lambda$ from the same start climbs steadily but reaches neither learned
+# model's five-step ELBO within {glue:text}`adam_iterations:.0f` iterations.
 
 # %% tags=["remove-input"]
 for m in ("gradient", "error"):
@@ -219,21 +226,19 @@ for m in ("gradient", "error"):
           within[1] - within[0], ">", 0.9 * (within[T] - within[0]))
     claim(f"{m} encoding: beyond T the ELBO gains less than one nat over its value at T",
           max(within[T + 1:]), "<", within[T] + 1.0)
-    claim(f"{m} encoding: beyond T the ELBO loses less than one nat from its value at T",
-          min(within[T + 1:]), ">", within[T] - 1.0)
-g, e = curves[f"gradient/seed{seed0}"], curves[f"error/seed{seed0}"]
-claim("gradient encoding: Adam on lambda does not reach the learned T-step ELBO within its iterations",
-      max(g["adam_on_lambda_elbo"]), "<", g["elbo_vs_inference_iterations"][T])
-reach = [i for i, v in enumerate(e["adam_on_lambda_elbo"]) if v >= e["elbo_vs_inference_iterations"][T]]
-claim("error encoding: Adam on lambda reaches the learned T-step ELBO, after more than five times T iterations",
-      bool(reach) and reach[0] > 5 * T)
+    claim(f"{m} encoding: Adam on lambda does not reach the learned T-step ELBO within its iterations",
+          max(adam), "<", within[T])
+g = curves[f"gradient/seed{seed0}"]["elbo_vs_inference_iterations"]
+claim("gradient encoding: beyond T the ELBO loses less than one nat from its value at T", min(g[T + 1:]), ">", g[T] - 1.0)
+e = curves[f"error/seed{seed0}"]["elbo_vs_inference_iterations"]
+claim("error encoding: beyond T the ELBO drifts down: the last value is below the value at T", e[-1], "<", e[T])
 
 # %% [markdown]
 # ## How far this is from the paper
 #
 # * **Budget.** {glue:text}`iterations:,.0f` training iterations per model on one shared CPU core, less
-#   than one pass over the training set; the paper trains to convergence on a GPU (hundreds of
-#   epochs). Our learning rate is 1e-3 where the official configuration uses 2e-4, to make the most of
+#   than one pass over the training set; the paper trains to convergence on a GPU (the official
+#   configuration sets no epoch count). Our learning rate is 1e-3 where the official configuration uses 2e-4, to make the most of
 #   a short run. `python experiments/iterative.py --paper` uses the official rate and 500 epochs.
 # * **Evaluation.** {glue:text}`n_eval:.0f` test images; $\log p(x)$ from {glue:text}`n_is:,.0f` importance
 #   samples per image (the issue asked for 5,000; fewer to fit the time), proposal $q_{\lambda^*}$.
