@@ -193,7 +193,8 @@ ax.set_ylabel("mean L_K (nats)")
 plt.show()
 
 # %% tags=["remove-input"]
-claim("the bound rises with K: from K = 1 to K = 500 by more than half a nat", bounds[-1] - bounds[0], ">", 0.5)
+claim("the bound rises with K: from K = 1 to K = 500 by more than 0.4 nats (0.57-0.65 at offsets 0-3)",
+      bounds[-1] - bounds[0], ">", 0.4)
 
 # %% [markdown]
 # Your leave-one-out bounds on the same log weights, in draws of $K + 1 = 6$: averaged over $i$
