@@ -39,11 +39,13 @@ def full_scale(path: Path) -> nbformat.NotebookNode:
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[str(p.relative_to(ROOT)) for p in CHAPTERS])
-def test_full_scale_path_runs(path, synthetic, monkeypatch):
+def test_full_scale_path_runs(path, synthetic, monkeypatch, tmp_path):
     for key, value in {"IAI_SMOKE": "1", "IAI_DATA": str(synthetic), "TQDM_DISABLE": "1",
                        "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}.items():
         monkeypatch.setenv(key, value)
     nb = full_scale(path)
+    # in an empty folder of its own: what a FULL_SCALE run writes (chapter 3's checkpoint, which a
+    # reader's long run resumes from) stays out of the repository and out of the next run
     client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
