@@ -702,8 +702,6 @@ for name, v in ablation.items():
 iterated = torch.stack([ablation[k] for k in VARIANTS])                  # (variants, seeds)
 claim("in every seed, every iterative variant beats the jointly trained standard encoder on its decoder",
       iterated.min(), ">", level_std)
-claim("in every seed, the encoder refitted to the fixed decoder beats the jointly trained one",
-      ablation["standard, refitted"], ">", level_std)
 claim("the three iterative variants end within 0.2 nats of one another in every seed",
       iterated.amax(0) - iterated.amin(0), "<", 0.2)
 glue("abl_joint", level_std)
@@ -715,9 +713,11 @@ glue("abl_iter_gain", float(iterated.mean() - ablation["standard, refitted"].mea
 
 # %% [markdown]
 # On this decoder every iterative variant beats the jointly trained standard encoder
-# ({glue:text}`abl_iter:.2f` against {glue:text}`abl_joint:.2f` nats), but most of that is not iterative inference:
-# a standard encoder refitted to the fixed decoder recovers {glue:text}`abl_refit_gain:.2f` nats of it
-# ({glue:text}`abl_refit:.2f`), leaving {glue:text}`abl_iter_gain:.2f` for the iterative models. And the three
+# ({glue:text}`abl_iter:.2f` against {glue:text}`abl_joint:.2f` nats). Part of that can come from training a
+# network *for* this fixed decoder: here a standard encoder refitted to it ends at {glue:text}`abl_refit:.2f`
+# ({glue:text}`abl_refit_gain:+.2f` nats from the jointly trained one, {glue:text}`abl_iter_gain:.2f` behind the
+# iterative models), though at other seeds of the sweep the refitted encoder comes out below the jointly
+# trained one, so how much of the difference refitting explains is not settled. And the three
 # variants are within {glue:text}`abl_iter_spread:.2f` nats of one another in every seed: reading $x$ or not,
 # reading gradients or no signal at all. With 4 latents and 64 pixels, $T$ gated passes of a
 # network on $x$ and its own estimate do as well as $T$ passes that also read the ELBO's gradient;
