@@ -55,7 +55,7 @@ else:
     N_EVAL, N_IS = 297, 200
 N_OPTIMUM = budget(300, smoke_n=2)                 # Adam steps on lambda for each example's optimum
 N_SGD = budget(40, smoke_n=2)                      # gradient-ascent steps drawn in Figure 1
-N_OPT = budget(50, smoke_n=2)                      # steps of each optimizer in the comparison
+N_OPT = budget(50, smoke_n=20)                     # steps of each optimizer in the comparison (>= 4T)
 N_PRECISE = 200                                    # samples of every low-noise ELBO estimate
 SEEDS = tuple(range(budget(3, smoke_n=1)))        # every ranking of methods is measured over these seeds
 EPOCHS_2D_IT, EPOCHS_FIXED = max(1, EPOCHS_2D // 3), max(1, EPOCHS // 2)   # iterative models for a fixed decoder
@@ -523,7 +523,7 @@ print(f"beyond T: iterative at {2 * T}, {4 * T} iterations: {float(curve_it[2 * 
 # %% tags=["remove-input"]
 claim("after T iterations the learned optimizer is ahead of every tuned gradient optimizer",
       float(curve_it[T]), ">", best_opt_at_T + 0.3)
-claim("the fastest gradient optimizer needs more than 3T steps to catch up", steps_to_match, ">", 3 * T)
+claim("the fastest gradient optimizer needs more than 2T steps to catch up", steps_to_match, ">", 2 * T)
 claim("after T iterations the iterative model is within a nat of the standard encoder's level (above)",
       float(curve_it[T]), ">", level_std - 1.0)
 claim("after T iterations the iterative model is within a nat of the standard encoder's level (below)",
@@ -535,8 +535,9 @@ claim("the gradient optimizers keep climbing after T steps", best_opt_final, ">"
 
 # %% [markdown]
 # After $T$ iterations the learned optimizer is ahead of every hand-designed one, each with its
-# best step size: the fastest of them needs many times $T$ steps to catch up (the count is printed
-# above; "more than 50" means none did within the steps shown). The standard
+# best step size: the fastest of them needs more than twice as many steps to catch up (the count is
+# printed above; "more than 50" means none did within the steps shown; across seeds it ranges from
+# three times $T$ to more than 50). The standard
 # encoder's level (dashed) is one network pass, and the iterative model reaches it, within a
 # nat, in $T$ steps, on a decoder that was trained *for* the standard encoder. On these digits
 # that level is already close to the per-example optimum, which is why no method goes far
@@ -639,7 +640,7 @@ for name in ("standard", "iterative"):
 # %% tags=["remove-input"]
 for sp in ("training", "held-out"):
     claim(f"on {sp} digits the iterative model's amortization gap is smaller than the standard encoder's",
-          float(gaps_split["iterative", sp].mean()), "<", float(gaps_split["standard", sp].mean()) - 0.1)
+          float(gaps_split["iterative", sp].mean()), "<", float(gaps_split["standard", sp].mean()))
 claim("the standard encoder's gap is no larger on held-out digits than on training ones (within 0.15 nats)",
       float(gaps_split["standard", "held-out"].mean() - gaps_split["standard", "training"].mean()), "<", 0.15)
 for (name, sp), g in gaps_split.items():
@@ -650,7 +651,8 @@ for (name, sp), g in gaps_split.items():
 # and {glue:text}`gap_standard_heldout:.2f` on new ones: on these digits it is not a failure to
 # generalize but of capacity (or of its training), and it is there on the training digits too. The
 # iterative model's is {glue:text}`gap_iterative_training:.2f` and {glue:text}`gap_iterative_heldout:.2f`: its
-# steps close more than half of the gap, on seen and unseen digits alike. Whether that is the
+# steps close part of the gap (from a third to more than half, across the seeds of the sweep), on seen
+# and unseen digits alike. Whether that is the
 # *feedback* at work is what the next ablation asks.
 
 # %% [markdown]
@@ -785,8 +787,8 @@ std = table["standard"]
 for k in JOINT:
     claim(f"in every seed, the {k} model leaves a smaller amortization gap than the standard encoder",
           table[k]["gap"], "<", std["gap"])
-    claim(f"in every seed, the {k} model's log p(x) is higher than the standard model's of the same seed",
-          table[k]["log_px"], ">", std["log_px"])
+    claim(f"on average over the seeds, the {k} model's log p(x) is higher than the standard model's",
+          float((table[k]["log_px"] - std["log_px"]).mean()), ">", 0.0)
 d_err_grad = table["error + x"]["log_px"] - table["gradient + x"]["log_px"]
 claim("on average over the seeds, the error model's log p(x) is above the gradient model's", float(d_err_grad.mean()),
       ">", 0.0)
@@ -805,7 +807,8 @@ glue("n_eval", x_test.shape[0])
 
 # %% [markdown]
 # Both iterative models leave a smaller amortization gap than the standard encoder in every seed,
-# and, trained jointly with their decoders, end with a higher $\log p(x)$: the gradient model by
+# and, trained jointly with their decoders, end with a higher $\log p(x)$ on average (not in every seed
+# of the sweep): the gradient model by
 # {glue:text}`dlogpx_gradient:.2f` nats on average ({glue:text}`dlogpx_gradient_min:.2f` to
 # {glue:text}`dlogpx_gradient_max:.2f` across seeds, paired by seed), the error model by
 # {glue:text}`dlogpx_error:.2f` ({glue:text}`dlogpx_error_min:.2f` to {glue:text}`dlogpx_error_max:.2f`), where the
