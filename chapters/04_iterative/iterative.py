@@ -790,8 +790,6 @@ for k in JOINT:
     claim(f"on average over the seeds, the {k} model's log p(x) is higher than the standard model's",
           float((table[k]["log_px"] - std["log_px"]).mean()), ">", 0.0)
 d_err_grad = table["error + x"]["log_px"] - table["gradient + x"]["log_px"]
-claim("on average over the seeds, the error model's log p(x) is above the gradient model's", float(d_err_grad.mean()),
-      ">", 0.0)
 for k in JOINT:
     key = k.split()[0]
     d = table[k]["log_px"] - std["log_px"]
@@ -813,9 +811,9 @@ glue("n_eval", x_test.shape[0])
 # {glue:text}`dlogpx_gradient_max:.2f` across seeds, paired by seed), the error model by
 # {glue:text}`dlogpx_error:.2f` ({glue:text}`dlogpx_error_min:.2f` to {glue:text}`dlogpx_error_max:.2f`), where the
 # standard model's own $\log p(x)$ varies by {glue:text}`std_seed_range:.2f` nats from seed to seed. Both see
-# $x$; the error model is ahead of the gradient model by {glue:text}`d_err_grad:.2f` nats on average
-# ({glue:text}`d_err_grad_min:.2f` to {glue:text}`d_err_grad_max:.2f`): with only three seeds, a ranking to hold
-# loosely. (Without $x$ the gradient model has nothing that tells it the data directly; in an earlier
+# $x$; between them there is no reliable ranking: in this run the error model is ahead by
+# {glue:text}`d_err_grad:.2f` nats on average ({glue:text}`d_err_grad_min:.2f` to {glue:text}`d_err_grad_max:.2f` across
+# seeds), but at other seeds of the sweep (`make robust`) the gradient model is ahead on average. (Without $x$ the gradient model has nothing that tells it the data directly; in an earlier
 # version of this page it ran without $x$ against an error model that read $x$ through the signs of
 # its errors, and came out behind the standard encoder: that comparison measured the input $x$,
 # not the encoding.)
