@@ -48,7 +48,7 @@ else:
     EPOCHS, BATCH, LR = 30, 100, 3e-3
     T, N_SAMPLES = 5, 1
     N_EVAL, N_IS, N_PRECISE = 297, 200, 100
-SEEDS = (0, 1, 2)                                      # every ranking of methods is measured over these seeds
+SEEDS = tuple(range(budget(3, smoke_n=1)))            # every ranking of methods is measured over these seeds
 TRANSFORM = data.transform                             # None, or the per-minibatch dynamic binarization
 x_train, x_test = data.x_train, data.x_test[:N_EVAL]
 D = data.dim
@@ -245,8 +245,8 @@ best = torch.maximum(table["standard"]["elbo"], table["iterative"]["elbo"])
 gonly = best - table["iterative, gradients only"]["elbo"]
 claim("in every seed, the gradient-only iterative model is worse than both others by more than a nat (ELBO)",
       gonly, ">", 1.0)
-claim("in every seed, the iterative model that sees x has the higher log p(x) than the standard one of that seed",
-      d_lpx, ">", 0.0)
+claim("in every seed, the iterative model that sees x is within a nat of the standard one of that seed (log p(x))",
+      d_lpx.abs(), "<", 1.0)
 glue("h_n_seeds", len(SEEDS))
 glue("h_diff_lpx", float(d_lpx.mean()))
 glue("h_diff_lpx_min", float(d_lpx.min()))
@@ -259,13 +259,13 @@ glue("h_gonly_gap_min", float(gonly.min()))
 # The paper reports, on dynamically binarized MNIST with this two-level model, a test $\log p(x)$ of
 # $-82.63$ nats with the standard inference model and $-82.457$ with the iterative one
 # {cite}`marino2018iterative`: a gain of 0.17 nats, about the size of its single-level gain.
-# On the digits, the iterative model that also sees $x$ is ahead of the standard one by
+# On the digits, the iterative model that also sees $x$ differs from the standard one by
 # {glue:text}`h_diff_lpx:+.2f` nats in $\log p(x)$ on average, from {glue:text}`h_diff_lpx_min:+.2f` to
-# {glue:text}`h_diff_lpx_max:+.2f` across seeds, each compared with the standard model of the same seed
-# (the same initialization seeds and minibatch order). One method's own results range over
-# {glue:text}`h_seed_range:.2f` nats from seed to seed, so the difference shows only paired by seed:
-# consistent in sign and of about the paper's size, but three seeds of a small model on small
-# images make it suggestive, not a measurement of the paper's effect.
+# {glue:text}`h_diff_lpx_max:+.2f` across the seeds of this run, each compared with the standard model of the
+# same seed (the same initialization seeds and minibatch order), where one method's own results range
+# over {glue:text}`h_seed_range:.2f` nats from seed to seed. The sign is not stable: at other seeds of the
+# sweep (`make robust`) single seeds come out around −0.4 nats. This does not resolve an effect of the
+# paper's size, in either direction, and we do not claim one.
 # The gradient-only iterative model is clearly worse, by {glue:text}`h_gonly_gap:.1f` nats on average and at least
 # {glue:text}`h_gonly_gap_min:.1f` in every seed: the difference between the two iterative models is only
 # whether they see $x$. For this small network and short run the gradient alone is not enough,
@@ -372,8 +372,9 @@ glue("h_beyond", float(it[T_LONG] - it[T]))
 # steps add {glue:text}`h_rest:.2f` more. Beyond $T$, where the model was never trained, the ELBO stays flat
 # (it changes by {glue:text}`h_beyond:+.2f` nats up to $4T$): as in the single-level case
 # ({ref}`sec-iterative-vs-optimizers`), a noisy fixed point of the learned update rather than a
-# gate that closes. Each on its own decoder, the iterative model ends a fraction of a nat ahead of
-# the standard encoder in every seed (the table above), of the order of the paper's 0.17 nats on
-# MNIST. A bottom-up encoder sees all of $x$, so whatever the iterative model gains comes from how
-# it computes its estimate (the structure the gradients lay out, and the feedback), not from
-# information the standard encoder lacks; its decoder, trained on a better $q$, differs too.
+# gate that closes. Each on its own decoder, the iterative model ends within a fraction of a nat of
+# the standard encoder, without a consistent sign across seeds (the table above): on these digits the
+# structure the gradients carry does not buy a measurable improvement, while the paper's MNIST run
+# reports 0.17 nats. A bottom-up encoder sees all of $x$, so any such gain would come from how the
+# iterative model computes its estimate (the structure the gradients lay out, and the feedback), not
+# from information the standard encoder lacks.

@@ -55,9 +55,10 @@ else:
     N_EVAL, N_IS = 297, 200
 N_OPTIMUM = budget(300, smoke_n=2)                 # Adam steps on lambda for each example's optimum
 N_SGD = budget(40, smoke_n=2)                      # gradient-ascent steps drawn in Figure 1
-N_OPT = budget(50, smoke_n=2)                      # steps of each optimizer in the comparison
+N_OPT = budget(50, smoke_n=20)                     # steps of each optimizer in the comparison (>= 4T)
 N_PRECISE = 200                                    # samples of every low-noise ELBO estimate
-SEEDS = (0, 1, 2)                                  # every ranking of methods is measured over these seeds
+SEEDS = tuple(range(budget(3, smoke_n=1)))        # every ranking of methods is measured over these seeds
+EPOCHS_2D_IT, EPOCHS_FIXED = max(1, EPOCHS_2D // 3), max(1, EPOCHS // 2)   # iterative models for a fixed decoder
 TRANSFORM = data.transform                         # None, or the per-minibatch dynamic binarization
 x_train, x_test = data.x_train, data.x_test[:N_EVAL]
 # the training digits as the models see them (binarized once, for evaluations on training data)
@@ -203,7 +204,7 @@ hist2 = train_vae(vae2, x_train, x_test, epochs=EPOCHS_2D, batch_size=BATCH, lr=
                   generator=make_generator(0, device), transform=TRANSFORM)
 model2 = vae2.model
 iter2 = IterativeEncoder(D, 2, hidden=HIDDEN, seed=2).to(device)
-ihist2 = train_iterative(iter2, model2, x_train, x_test, epochs=EPOCHS_2D // 3, n_iterations=T,
+ihist2 = train_iterative(iter2, model2, x_train, x_test, epochs=EPOCHS_2D_IT, n_iterations=T,
                          n_samples=N_SAMPLES, batch_size=BATCH, lr_encoder=LR, train_decoder=False,
                          generator=make_generator(0, device), transform=TRANSFORM)
 print(f"2-D model, held-out ELBO: standard encoder {hist2.test_elbo[-1]:.1f} nats, "
@@ -399,7 +400,7 @@ for s in SEEDS:
             enc = iter2                              # already trained above, with seed 0
         else:
             enc = IterativeEncoder(D, 2, hidden=HIDDEN, normalization=how, seed=2 + 100 * s).to(device)
-            train_iterative(enc, model2, x_train, epochs=EPOCHS_2D // 3, n_iterations=T, n_samples=N_SAMPLES,
+            train_iterative(enc, model2, x_train, epochs=EPOCHS_2D_IT, n_iterations=T, n_samples=N_SAMPLES,
                             batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(s, device),
                             transform=TRANSFORM, show_progress=False)
         r = iterative_inference(enc, model2, x_test, n_iterations=T, n_samples=N_SAMPLES,
@@ -461,7 +462,7 @@ hist_std = train_vae(vae, x_train, x_test, epochs=EPOCHS, batch_size=BATCH, lr=L
                      transform=TRANSFORM)
 model = vae.model
 iter_fixed = IterativeEncoder(D, Z_DIM, hidden=HIDDEN, seed=12).to(device)
-train_iterative(iter_fixed, model, x_train, epochs=EPOCHS // 2, n_iterations=T, n_samples=N_SAMPLES,
+train_iterative(iter_fixed, model, x_train, epochs=EPOCHS_FIXED, n_iterations=T, n_samples=N_SAMPLES,
                 batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(0, device),
                 transform=TRANSFORM)
 
@@ -522,7 +523,7 @@ print(f"beyond T: iterative at {2 * T}, {4 * T} iterations: {float(curve_it[2 * 
 # %% tags=["remove-input"]
 claim("after T iterations the learned optimizer is ahead of every tuned gradient optimizer",
       float(curve_it[T]), ">", best_opt_at_T + 0.3)
-claim("the fastest gradient optimizer needs more than 3T steps to catch up", steps_to_match, ">", 3 * T)
+claim("the fastest gradient optimizer needs more than 2T steps to catch up", steps_to_match, ">", 2 * T)
 claim("after T iterations the iterative model is within a nat of the standard encoder's level (above)",
       float(curve_it[T]), ">", level_std - 1.0)
 claim("after T iterations the iterative model is within a nat of the standard encoder's level (below)",
@@ -534,8 +535,9 @@ claim("the gradient optimizers keep climbing after T steps", best_opt_final, ">"
 
 # %% [markdown]
 # After $T$ iterations the learned optimizer is ahead of every hand-designed one, each with its
-# best step size: the fastest of them needs many times $T$ steps to catch up (the count is printed
-# above; "more than 50" means none did within the steps shown). The standard
+# best step size: the fastest of them needs more than twice as many steps to catch up (the count is
+# printed above; "more than 50" means none did within the steps shown; across seeds it ranges from
+# three times $T$ to more than 50). The standard
 # encoder's level (dashed) is one network pass, and the iterative model reaches it, within a
 # nat, in $T$ steps, on a decoder that was trained *for* the standard encoder. On these digits
 # that level is already close to the per-example optimum, which is why no method goes far
@@ -638,7 +640,7 @@ for name in ("standard", "iterative"):
 # %% tags=["remove-input"]
 for sp in ("training", "held-out"):
     claim(f"on {sp} digits the iterative model's amortization gap is smaller than the standard encoder's",
-          float(gaps_split["iterative", sp].mean()), "<", float(gaps_split["standard", sp].mean()) - 0.1)
+          float(gaps_split["iterative", sp].mean()), "<", float(gaps_split["standard", sp].mean()))
 claim("the standard encoder's gap is no larger on held-out digits than on training ones (within 0.15 nats)",
       float(gaps_split["standard", "held-out"].mean() - gaps_split["standard", "training"].mean()), "<", 0.15)
 for (name, sp), g in gaps_split.items():
@@ -649,7 +651,8 @@ for (name, sp), g in gaps_split.items():
 # and {glue:text}`gap_standard_heldout:.2f` on new ones: on these digits it is not a failure to
 # generalize but of capacity (or of its training), and it is there on the training digits too. The
 # iterative model's is {glue:text}`gap_iterative_training:.2f` and {glue:text}`gap_iterative_heldout:.2f`: its
-# steps close more than half of the gap, on seen and unseen digits alike. Whether that is the
+# steps close part of the gap (from a third to more than half, across the seeds of the sweep), on seen
+# and unseen digits alike. Whether that is the
 # *feedback* at work is what the next ablation asks.
 
 # %% [markdown]
@@ -671,7 +674,7 @@ ablation = {name: [] for name in ("standard, refitted", *VARIANTS)}
 for s in SEEDS:
     model.requires_grad_(False)                      # the decoder stays fixed: only the new encoder learns
     refit = GaussianEncoder(D, Z_DIM, hidden=HIDDEN, activation=ACT, seed=14 + 100 * s).to(device)
-    train_vae(VAE(refit, model), x_train, epochs=EPOCHS // 2, batch_size=BATCH, lr=LR,
+    train_vae(VAE(refit, model), x_train, epochs=EPOCHS_FIXED, batch_size=BATCH, lr=LR,
               generator=make_generator(s, device), transform=TRANSFORM, show_progress=False)
     model.requires_grad_(True)
     with torch.no_grad():
@@ -683,7 +686,7 @@ for s in SEEDS:
             enc = iter_fixed                         # already trained above, with seed 0
         else:
             enc = IterativeEncoder(D, Z_DIM, hidden=HIDDEN, seed=12 + 100 * s, **kw).to(device)
-            train_iterative(enc, model, x_train, epochs=EPOCHS // 2, n_iterations=T, n_samples=N_SAMPLES,
+            train_iterative(enc, model, x_train, epochs=EPOCHS_FIXED, n_iterations=T, n_samples=N_SAMPLES,
                             batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(s, device),
                             transform=TRANSFORM, show_progress=False)
         r = iterative_inference(enc, model, x_test, n_iterations=T, n_samples=N_SAMPLES,
@@ -700,9 +703,7 @@ for name, v in ablation.items():
 # %% tags=["remove-input"]
 iterated = torch.stack([ablation[k] for k in VARIANTS])                  # (variants, seeds)
 claim("in every seed, every iterative variant beats the jointly trained standard encoder on its decoder",
-      iterated.min(), ">", level_std + 0.1)
-claim("in every seed, the encoder refitted to the fixed decoder beats the jointly trained one",
-      ablation["standard, refitted"], ">", level_std)
+      iterated.min(), ">", level_std)
 claim("the three iterative variants end within 0.2 nats of one another in every seed",
       iterated.amax(0) - iterated.amin(0), "<", 0.2)
 glue("abl_joint", level_std)
@@ -714,9 +715,11 @@ glue("abl_iter_gain", float(iterated.mean() - ablation["standard, refitted"].mea
 
 # %% [markdown]
 # On this decoder every iterative variant beats the jointly trained standard encoder
-# ({glue:text}`abl_iter:.2f` against {glue:text}`abl_joint:.2f` nats), but most of that is not iterative inference:
-# a standard encoder refitted to the fixed decoder recovers {glue:text}`abl_refit_gain:.2f` nats of it
-# ({glue:text}`abl_refit:.2f`), leaving {glue:text}`abl_iter_gain:.2f` for the iterative models. And the three
+# ({glue:text}`abl_iter:.2f` against {glue:text}`abl_joint:.2f` nats). Part of that can come from training a
+# network *for* this fixed decoder: here a standard encoder refitted to it ends at {glue:text}`abl_refit:.2f`
+# ({glue:text}`abl_refit_gain:+.2f` nats from the jointly trained one, {glue:text}`abl_iter_gain:.2f` behind the
+# iterative models), though at other seeds of the sweep the refitted encoder comes out below the jointly
+# trained one, so how much of the difference refitting explains is not settled. And the three
 # variants are within {glue:text}`abl_iter_spread:.2f` nats of one another in every seed: reading $x$ or not,
 # reading gradients or no signal at all. With 4 latents and 64 pixels, $T$ gated passes of a
 # network on $x$ and its own estimate do as well as $T$ passes that also read the ELBO's gradient;
@@ -784,11 +787,9 @@ std = table["standard"]
 for k in JOINT:
     claim(f"in every seed, the {k} model leaves a smaller amortization gap than the standard encoder",
           table[k]["gap"], "<", std["gap"])
-    claim(f"in every seed, the {k} model's log p(x) is higher than the standard model's of the same seed",
-          table[k]["log_px"], ">", std["log_px"])
+    claim(f"on average over the seeds, the {k} model's log p(x) is higher than the standard model's",
+          float((table[k]["log_px"] - std["log_px"]).mean()), ">", 0.0)
 d_err_grad = table["error + x"]["log_px"] - table["gradient + x"]["log_px"]
-claim("on average over the seeds, the error model's log p(x) is above the gradient model's", float(d_err_grad.mean()),
-      ">", 0.0)
 for k in JOINT:
     key = k.split()[0]
     d = table[k]["log_px"] - std["log_px"]
@@ -804,14 +805,15 @@ glue("n_eval", x_test.shape[0])
 
 # %% [markdown]
 # Both iterative models leave a smaller amortization gap than the standard encoder in every seed,
-# and, trained jointly with their decoders, end with a higher $\log p(x)$: the gradient model by
+# and, trained jointly with their decoders, end with a higher $\log p(x)$ on average (not in every seed
+# of the sweep): the gradient model by
 # {glue:text}`dlogpx_gradient:.2f` nats on average ({glue:text}`dlogpx_gradient_min:.2f` to
 # {glue:text}`dlogpx_gradient_max:.2f` across seeds, paired by seed), the error model by
 # {glue:text}`dlogpx_error:.2f` ({glue:text}`dlogpx_error_min:.2f` to {glue:text}`dlogpx_error_max:.2f`), where the
 # standard model's own $\log p(x)$ varies by {glue:text}`std_seed_range:.2f` nats from seed to seed. Both see
-# $x$; the error model is ahead of the gradient model by {glue:text}`d_err_grad:.2f` nats on average
-# ({glue:text}`d_err_grad_min:.2f` to {glue:text}`d_err_grad_max:.2f`): with only three seeds, a ranking to hold
-# loosely. (Without $x$ the gradient model has nothing that tells it the data directly; in an earlier
+# $x$; between them there is no reliable ranking: in this run the error model is ahead by
+# {glue:text}`d_err_grad:.2f` nats on average ({glue:text}`d_err_grad_min:.2f` to {glue:text}`d_err_grad_max:.2f` across
+# seeds), but at other seeds of the sweep (`make robust`) the gradient model is ahead on average. (Without $x$ the gradient model has nothing that tells it the data directly; in an earlier
 # version of this page it ran without $x$ against an error model that read $x$ through the signs of
 # its errors, and came out behind the standard encoder: that comparison measured the input $x$,
 # not the encoding.)

@@ -123,6 +123,6 @@ ch04.check_fit_iterative(fit_iterative)
 # than the network that was trained together with this very decoder. Do not read too much into it.
 # The chapter measures the same situation ({ref}`sec-iterative-vs-optimizers`): the jointly trained
 # encoder's amortization gap is as large on its training digits as on new ones, so it is not
-# overfitting; much of the difference comes from training a network *for* this fixed decoder (a
-# standard encoder refitted to it recovers a good part of it), and an iterated network that reads
-# $x$ and its own estimate but no gradient does about as well as yours there.
+# overfitting; part of the difference can come from training a network *for* this fixed decoder
+# (which your model is, and the standard encoder is not), and an iterated network that reads $x$ and
+# its own estimate but no gradient does about as well as yours there.
