@@ -723,8 +723,8 @@ for where in POINTS:
 
 # %% [markdown]
 # In every panel the variance falls as $1/S$: halving the noise costs four times the samples, and every
-# sample is a decoder pass. And at each of the three points, sampling the KL instead of using its closed
-# form adds noise: the sampled estimator's variance is {glue:text}`kl_ratio_prior_lo:.2f`–{glue:text}`kl_ratio_prior_hi:.2f`
+# sample is a decoder pass. And at none of the three points does sampling the KL instead of using its
+# closed form reduce the noise: the sampled estimator's variance is {glue:text}`kl_ratio_prior_lo:.2f`–{glue:text}`kl_ratio_prior_hi:.2f`
 # times the analytic one's at the prior, {glue:text}`kl_ratio_halfway_lo:.2f`–{glue:text}`kl_ratio_halfway_hi:.2f`
 # halfway and {glue:text}`kl_ratio_optimum_lo:.2f`–{glue:text}`kl_ratio_optimum_hi:.2f` at the optimum. Where the
 # KL has a closed form, use it. Together with the step-size sensitivity and the many iterations per
