@@ -555,18 +555,16 @@ plt.show()
 
 # %% tags=["remove-input"]
 claim("with the small step the iterate is still crawling: more than 1 from mu*", tail_dist[0], ">", 1)
-claim("with the good step it sits at the optimum, up to gradient noise: less than half the small step's distance",
-      tail_dist[1], "<", tail_dist[0] / 2)
-claim("with the large step it bounces around it: more than twice as far as the good step", tail_dist[2], ">",
-      2 * tail_dist[1])
-claim("the good step's ELBO beats the small step's by 0.5 nats", tail_elbo[1], ">", tail_elbo[0] + 0.5)
-claim("the good step's ELBO beats the large step's by 0.5 nats", tail_elbo[1], ">", tail_elbo[2] + 0.5)
+claim("the step of 1/h ends closer to the optimum than the small step", tail_dist[1], "<", tail_dist[0])
+claim("the step of 1/h's ELBO beats the small step's by 0.5 nats", tail_elbo[1], ">", tail_elbo[0] + 0.5)
 
 # %% [markdown]
 # The three runs show the first two costs of this kind of inference. With a small step the iterate
-# crawls along the slope and is still far from $\mu^\star$ after 40 steps; with a large one it
-# overshoots the optimum at every step and bounces around it, its ELBO well below the optimum's.
-# The good step size, here {glue:text}`step_good:.2f`, is set by the curvature of *this* digit's ELBO,
+# crawls along the slope and is still far from $\mu^\star$ after 40 steps; with a step above $2/h$ it
+# overshoots along the steep direction and zig-zags across the basin. The step $1/h$ climbs higher,
+# but where the basin is much flatter in one direction than the other it, too, is slow along the flat
+# one: no single step size suits both directions. A good step size, here about
+# {glue:text}`step_good:.2f`, is set by the curvature of *this* digit's ELBO,
 # and a different image, a different $\theta$ or a different point of training would need another.
 # Chapter 4 returns to this picture with an inference model that learns how to move. The grid below
 # shows the same runs for four step sizes after 10, 50 and 200 steps.
@@ -651,9 +649,9 @@ ax.legend(fontsize=8, loc="lower right")
 plt.show()
 
 # %% tags=["remove-input"]
-at = {c: i for i, c in enumerate(CHECKPOINTS)}
+at = {c: max(i for i, k in enumerate(CHECKPOINTS) if k <= c) for c in (5, 10, 40)}   # checkpoint index per iteration
 claim("every optimizer climbs by more than 10 nats", min(finals.values()), ">", start_elbo + 10)
-claim("Adam ends within 0.5 nats of the reference", finals["Adam, α = 0.1"], ">", ref_elbo - 0.5)
+claim("Adam ends within 1 nat of the reference", finals["Adam, α = 0.1"], ">", ref_elbo - 1)
 claim("the larger SGD step ends lower", finals["SGD, α = 0.05"], "<", finals["SGD, α = 0.02"])
 claim("...after a faster start (ELBO at iteration 10)", runs["SGD, α = 0.05"][at[10]], ">", runs["SGD, α = 0.02"][at[10]])
 claim("no optimizer is within 1 nat of the reference after 40 iterations",
@@ -725,8 +723,8 @@ for where in POINTS:
 
 # %% [markdown]
 # In every panel the variance falls as $1/S$: halving the noise costs four times the samples, and every
-# sample is a decoder pass. And at each of the three points, sampling the KL instead of using its closed
-# form adds noise: the sampled estimator's variance is {glue:text}`kl_ratio_prior_lo:.2f`–{glue:text}`kl_ratio_prior_hi:.2f`
+# sample is a decoder pass. And at none of the three points does sampling the KL instead of using its
+# closed form reduce the noise: the sampled estimator's variance is {glue:text}`kl_ratio_prior_lo:.2f`–{glue:text}`kl_ratio_prior_hi:.2f`
 # times the analytic one's at the prior, {glue:text}`kl_ratio_halfway_lo:.2f`–{glue:text}`kl_ratio_halfway_hi:.2f`
 # halfway and {glue:text}`kl_ratio_optimum_lo:.2f`–{glue:text}`kl_ratio_optimum_hi:.2f` at the optimum. Where the
 # KL has a closed form, use it. Together with the step-size sensitivity and the many iterations per
