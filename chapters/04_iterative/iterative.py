@@ -292,8 +292,8 @@ ax.legend(loc="lower left", fontsize=8)
 plt.show()
 
 # %% tags=["remove-input"]
-claim("for this digit, the iterative estimate after T steps is more than a nat closer to the optimum than the "
-      "standard encoder's", elbo_iter[-1], ">", elbo_std + 1.0)
+claim("for this digit, the iterative estimate after T steps is closer to the optimum than the standard "
+      "encoder's, by more than half a nat", elbo_iter[-1], ">", elbo_std + 0.5)
 claim("no estimate beats the per-example optimum (300 Adam steps) by more than its noise", elbo_best, ">=",
       elbo_iter[-1] - 0.05)
 
@@ -702,8 +702,8 @@ for name, v in ablation.items():
 
 # %% tags=["remove-input"]
 iterated = torch.stack([ablation[k] for k in VARIANTS])                  # (variants, seeds)
-claim("in every seed, every iterative variant beats the jointly trained standard encoder on its decoder",
-      iterated.min(), ">", level_std)
+claim("on average over the seeds, every iterative variant beats the jointly trained standard encoder on its decoder",
+      iterated.mean(1), ">", level_std)
 claim("the three iterative variants end within 0.2 nats of one another in every seed",
       iterated.amax(0) - iterated.amin(0), "<", 0.2)
 glue("abl_joint", level_std)
@@ -714,8 +714,9 @@ glue("abl_refit_gain", float(ablation["standard, refitted"].mean()) - level_std)
 glue("abl_iter_gain", float(iterated.mean() - ablation["standard, refitted"].mean()))
 
 # %% [markdown]
-# On this decoder every iterative variant beats the jointly trained standard encoder
-# ({glue:text}`abl_iter:.2f` against {glue:text}`abl_joint:.2f` nats). Part of that can come from training a
+# On this decoder every iterative variant beats the jointly trained standard encoder on average over
+# the seeds ({glue:text}`abl_iter:.2f` against {glue:text}`abl_joint:.2f` nats; in single seeds the lead
+# can be as small as a tenth of a nat). Part of that can come from training a
 # network *for* this fixed decoder: here a standard encoder refitted to it ends at {glue:text}`abl_refit:.2f`
 # ({glue:text}`abl_refit_gain:+.2f` nats from the jointly trained one, {glue:text}`abl_iter_gain:.2f` behind the
 # iterative models), though at other seeds of the sweep the refitted encoder comes out below the jointly
