@@ -86,7 +86,7 @@ data: setup
 	bash scripts/get_data.sh
 
 # Every experiment at its default budget, one after the other, each writing results/<name>.json (about an
-# hour on one CPU core; README, "Reproducing the results"). EXPERIMENT_ARGS="--paper --device cuda" for the
+# hour on one CPU core; README, "At real scale"). EXPERIMENT_ARGS="--paper --device cuda" for the
 # papers' budgets; data-parallel: torchrun --nproc_per_node=N experiments/<name>.py.
 EXPERIMENTS := uivi_vae gaps iterative
 reproduce: data
