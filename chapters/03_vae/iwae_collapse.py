@@ -253,8 +253,8 @@ claim("the autoregressive decoder uses the latents less: its total KL is lower t
       kl_tot["autoregressive decoder"], "<", kl_tot["MLP decoder"])
 claim("KL annealing makes the autoregressive model keep more information in z (total KL higher by over 0.3 nats)",
       kl_tot["autoregressive, KL annealing"], ">", kl_tot["autoregressive decoder"] + 0.3)
-claim("... in more dimensions (at least one more above 0.1 nats)",
-      used["autoregressive, KL annealing"], ">=", used["autoregressive decoder"] + 1)
+claim("... in at least as many dimensions above 0.1 nats",
+      used["autoregressive, KL annealing"], ">=", used["autoregressive decoder"])
 claim("... and gives the autoregressive model a higher log p(x)",
       logp["autoregressive, KL annealing"], ">", logp["autoregressive decoder"])
 claim("training on L_5 does not revive dimensions: the IWAE's total KL is below the VAE's",
@@ -278,7 +278,7 @@ plt.show()
 # {glue:text}`iw_kl_ar:.1f` nats in $z$ against {glue:text}`iw_kl_mlp:.1f` for the MLP decoder: the latent is
 # partly redundant for it, which is the start of the collapse Bowman et al. saw with recurrent
 # text decoders, where the KL went to zero altogether. Annealing the KL weight keeps
-# {glue:text}`iw_kl_anneal:.1f` nats in more dimensions, and the model it trains has the higher
+# {glue:text}`iw_kl_anneal:.1f` nats in at least as many dimensions, and the model it trains has the higher
 # $\log p(x)$ ({glue:text}`iw_logp_anneal_gain:.2f` nats higher): annealing matters most when the
 # decoder can do without $z$. Training on
 # $\mathcal{L}_5$ does not revive dimensions either: the IWAE's total KL,
