@@ -41,7 +41,12 @@ def run_one(path: str, offset: int, log: str, timeout: int) -> dict:
     nb = nbformat.read(path, as_version=4)
     start, error = time.perf_counter(), None
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",      # the kernel's own log is noise here;
+        # IPC sockets in a folder of this run's own: kernels started at the same moment by parallel
+        # workers can race for the same TCP port, and one of them then waits out the cell timeout
+        from jupyter_client.manager import KernelManager
+        sockets = tempfile.mkdtemp(prefix="robust-kernel-")
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",      # the kernel's own log is noise here;
                        resources={"metadata": {"path": str(Path(path).parent)}}).execute(stderr=subprocess.DEVNULL)
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
         lines = [ln for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
