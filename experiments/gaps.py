@@ -33,7 +33,7 @@ PAPER = {"source": "Cremer, Li & Duvenaud (2018)", "z_dim": 50,
 def main(argv=None):
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--widths", type=int, nargs="+", default=None, help="encoder widths (default 32 128 512)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs per VAE (default 2; --paper 300)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per VAE (default 20; --paper 300)")
     p.add_argument("--n-gap", type=int, default=None, help="images per split measured (default 100)")
     p.add_argument("--gap-iterations", type=int, default=None, help="Adam iterations on lambda (default 150)")
     p.add_argument("--n-is", type=int, default=None, help="importance samples for log p(x) (default 1000)")
@@ -41,7 +41,7 @@ def main(argv=None):
     run = Run(NAME, args, argv)
     smoke, paper = args.smoke, args.paper
     widths = args.widths or ([8, 16] if smoke else [32, 128, 512])
-    epochs = args.epochs or (1 if smoke else 300 if paper else 2)
+    epochs = args.epochs or (1 if smoke else 300 if paper else 20)
     n_gap = args.n_gap or (8 if smoke else 1000 if paper else 100)
     gap_iterations = args.gap_iterations or (5 if smoke else 1000 if paper else 150)
     n_is = args.n_is or (16 if smoke else 5000 if paper else 1000)

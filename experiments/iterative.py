@@ -35,14 +35,14 @@ MODELS = ("standard", "gradient", "error")
 def main(argv=None):
     p = parser(NAME, __doc__.splitlines()[0])
     p.add_argument("--iterations", type=int, default=None,
-                   help="training iterations (minibatches) per model (default 500; --paper: 500 epochs)")
+                   help="training iterations (minibatches) per model (default: one epoch; --paper: 500 epochs)")
     p.add_argument("--lr", type=float, default=None, help="Adam's learning rate, both optimizers (default 1e-3; "
                                                           "--paper: the official 2e-4)")
     p.add_argument("--n-eval", type=int, default=None, help="test images evaluated (default 100)")
-    p.add_argument("--n-is", type=int, default=None, help="importance samples for log p(x) (default 500; --paper 5000)")
+    p.add_argument("--n-is", type=int, default=None, help="importance samples for log p(x) (default 5000)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--error-seeds", type=int, nargs="+", default=None,
-                   help="seeds of the error encoding (default: the first seed only)")
+                   help="seeds of the error encoding (default: all seeds)")
     args = p.parse_args(argv)
     run = Run(NAME, args, argv)
     smoke, paper = args.smoke, args.paper
@@ -53,15 +53,15 @@ def main(argv=None):
     if paper:
         iterations, epochs = 500 * (n_full // batch), 500
     else:
-        iterations = args.iterations or (4 if smoke else 500)
+        iterations = args.iterations or (4 if smoke else n_full // batch)
         epochs = 1
     n_eval = args.n_eval or (8 if smoke else 1000 if paper else 100)
-    n_is = args.n_is or (16 if smoke else 5000 if paper else 500)
+    n_is = args.n_is or (16 if smoke else 5000)
     beyond, adam_iterations = (4, 4) if smoke else (20, 200 if paper else 40)
     gap_iterations, gap_samples, n_elbo = (3, 2, 8) if smoke else (500, 10, 1000) if paper else (60, 3, 200)
     gap_lr = 3e-2 if paper else 5e-2
     seeds = args.seeds or [0, 1]
-    error_seeds = args.error_seeds or seeds[:1]
+    error_seeds = args.error_seeds or seeds
     # fewer iterations than one epoch: one pass over a fixed random subset of iterations x batch images
     # (the same as the first `iterations` minibatches of a shuffled epoch)
     if epochs == 1 and iterations * batch < n_full:

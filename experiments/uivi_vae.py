@@ -29,7 +29,7 @@ METHODS = ("gaussian", "sivi", "uivi")
 
 def main(argv=None):
     p = parser(NAME, __doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=None, help="passes over the 60,000 training images (default 2)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the 60,000 training images (default 5)")
     p.add_argument("--n-test", type=int, default=None, help="test images evaluated (default 500; --paper: 10000)")
     p.add_argument("--n-is", type=int, default=None, help="importance samples per test image (default 500)")
     p.add_argument("--n-mixing-is", type=int, default=None, help="eps components estimating log q (default 1000)")
@@ -37,7 +37,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     run = Run(NAME, args, argv)
     smoke = args.smoke
-    epochs = args.epochs or (1 if smoke else 667 if args.paper else 2)
+    epochs = args.epochs or (1 if smoke else 667 if args.paper else 5)
     n_test = args.n_test or (16 if smoke else 10_000 if args.paper else 500)
     n_is = args.n_is or (8 if smoke else 5000 if args.paper else 500)
     n_mix = args.n_mixing_is or (8 if smoke else 10_000 if args.paper else 1000)
