@@ -53,7 +53,8 @@ from .gaussian import kl_normal_standard, log_normal_diag, log_standard_normal, 
 from .models import LatentGaussianModel, bernoulli_log_likelihood, mlp
 from .elbo import check_lambda, elbo, elbo_from_noise, elbo_grad, precise_elbo
 from .local_opt import OPTIMIZERS, LocalOptResult, optimize_lambda
-from .linear_gaussian import FAMILIES, LinearGaussianModel, LinearVEMResult, linear_variational_em
+from .linear_gaussian import (FAMILIES, LinearGaussianModel, LinearVEMResult, LinearVEMStarts, linear_variational_em,
+                              linear_variational_em_starts)
 from .variational_em import VariationalEMResult, variational_em
 from .kl_direction import fit_gaussian, forward_kl, mixture_log_prob, mixture_moments, reverse_kl
 from .vb_gmm import NormalWishartPrior, VBPosterior, VBResult, default_prior, fit_vb_gmm, vb_e_step, vb_elbo, vb_m_step

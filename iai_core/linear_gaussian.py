@@ -22,11 +22,12 @@ import torch
 
 from ._progress import progress
 from ._random import seeded
-from ._validate import check_generator, check_positive, check_tensor
+from ._validate import check_generator, check_positive, check_seed, check_tensor
 from .gaussian import LOG_2PI
 from .models import LatentGaussianModel
 
-__all__ = ["LinearGaussianModel", "LinearVEMResult", "linear_variational_em", "FAMILIES"]
+__all__ = ["LinearGaussianModel", "LinearVEMResult", "linear_variational_em", "LinearVEMStarts",
+           "linear_variational_em_starts", "FAMILIES"]
 
 FAMILIES = ("full", "diagonal")
 PSI_MIN = 1e-6  # smallest noise variance an M-step may return (keeps log p(x) finite)
@@ -237,16 +238,24 @@ class LinearVEMResult:
         iterate, Lambda^-1 rescaled to unit diagonal (the posterior covariance is the same for every x)."""
         if self.W_path is None or self.psi_path is None:
             raise ValueError("posterior_correlation needs W_path and psi_path (set by linear_variational_em)")
-        d = self.W_path.shape[-1]
-        eye = torch.eye(d, dtype=self.W_path.dtype, device=self.W_path.device)
-        prec = eye + self.W_path.transpose(-1, -2) @ (self.W_path / self.psi_path[..., None])
-        cov = torch.linalg.inv(prec)
-        sd = torch.diagonal(cov, dim1=-2, dim2=-1).sqrt()
-        return cov / (sd[..., :, None] * sd[..., None, :])
+        return _posterior_correlation(self.W_path, self.psi_path)
 
     @property
     def gap(self) -> torch.Tensor:
         return self.log_likelihood - self.elbo
+
+
+def _posterior_precision(W: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+    """Lambda = I + W^T diag(psi)^-1 W for a batch of parameters: W (..., D, d), psi (..., D) -> (..., d, d)."""
+    eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
+    return eye + W.transpose(-1, -2) @ (W / psi[..., None])
+
+
+def _posterior_correlation(W: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+    """Correlation matrix of the exact posterior, Lambda^-1 rescaled to unit diagonal: (..., d, d)."""
+    cov = torch.linalg.inv(_posterior_precision(W, psi))
+    sd = torch.diagonal(cov, dim1=-2, dim2=-1).sqrt()
+    return cov / (sd[..., :, None] * sd[..., None, :])
 
 
 def _best_q(model: LinearGaussianModel, x: torch.Tensor, family: str):
@@ -291,3 +300,97 @@ def linear_variational_em(x: torch.Tensor, z_dim: int, *, family: str = "full", 
             if it < n_iterations:
                 model.m_step(x, mean, cov, validate=False)
     return LinearVEMResult(model, torch.stack(log_px), torch.stack(elbo), torch.stack(W_path), torch.stack(psi_path))
+
+
+@dataclass
+class LinearVEMStarts:
+    """Variational EM from several starts at once. Per start and iteration, in nats per example:
+    ``log_likelihood`` and ``elbo`` (n_starts, n_iterations + 1) as in ``LinearVEMResult``; the iterates
+    ``W_path`` (n_starts, n_iterations + 1, D, d) and ``psi_path`` (n_starts, n_iterations + 1, D);
+    ``b`` (n_starts, D), the final means; ``seeds``, the start of each row."""
+    seeds: tuple[int, ...]
+    log_likelihood: torch.Tensor
+    elbo: torch.Tensor
+    W_path: torch.Tensor
+    psi_path: torch.Tensor
+    b: torch.Tensor
+
+    @property
+    def gap(self) -> torch.Tensor:
+        """log_likelihood - elbo: (n_starts, n_iterations + 1)."""
+        return self.log_likelihood - self.elbo
+
+    @property
+    def posterior_correlation(self) -> torch.Tensor:
+        """(n_starts, n_iterations + 1, d, d): the exact posterior's correlation matrix under each iterate."""
+        return _posterior_correlation(self.W_path, self.psi_path)
+
+    def model(self, start: int) -> LinearGaussianModel:
+        """The fitted model (last iterate) of row ``start``."""
+        D, d = self.W_path.shape[-2:]
+        m = LinearGaussianModel(D, d).to(device=self.b.device, dtype=self.b.dtype)
+        return m.set_parameters(self.W_path[start, -1], self.b[start], self.psi_path[start, -1])
+
+
+def linear_variational_em_starts(x: torch.Tensor, z_dim: int, seeds, *, family: str = "full",
+                                 n_iterations: int = 200, show_progress: bool = False) -> LinearVEMStarts:
+    """``linear_variational_em`` from the start of every seed in ``seeds``, all starts in one batch.
+
+    x: (n, D). Row i starts where ``linear_variational_em(x, z_dim, seed=seeds[i])`` starts and takes
+    the same closed-form E- and M-steps (the same iterates up to rounding), batched over starts and
+    computed from the data's first two moments (x-bar, mean x x^T), so an iteration costs O(D^2 d)
+    per start, whatever n.
+    """
+    check_tensor("x", x, ndim=2)
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    check_positive("z_dim", z_dim, integer=True)
+    check_positive("n_iterations", n_iterations, integer=True, allow_zero=True)
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed, got an empty sequence")
+    D, d = x.shape[1], z_dim
+    W0 = []
+    for s in seeds:
+        check_seed("seeds", s)
+        with seeded(s):
+            W0.append(0.1 * torch.randn(D, d, dtype=torch.float64))
+    W = torch.stack(W0).to(x)                                                     # (S, D, d)
+    xbar, M2 = x.mean(0), x.T @ x / x.shape[0]                                    # (D,), (D, D)
+    b = xbar.expand(len(seeds), D).clone()                                        # (S, D)
+    psi = x.var(0).clamp_min(PSI_MIN).expand(len(seeds), D).clone()               # (S, D)
+    eye_D = torch.eye(D, device=x.device, dtype=x.dtype)
+    log_px, elbo, W_path, psi_path = [], [], [], []
+    for it in progress(range(n_iterations + 1), enabled=show_progress, desc=f"variational EM ({family}, starts)"):
+        prec = _posterior_precision(W, psi)                                       # (S, d, d)
+        cov = torch.linalg.inv(prec)
+        cov = 0.5 * (cov + cov.transpose(-1, -2))
+        B = cov @ (W / psi[..., None]).transpose(-1, -2)                          # m(x) = B (x - b): (S, d, D)
+        q_cov = cov if family == "full" else torch.diag_embed(1.0 / torch.diagonal(prec, dim1=-2, dim2=-1))
+        xb = M2 - xbar[:, None] * b[:, None, :]                                   # mean x (x - b)^T: (S, D, D)
+        Sb = xb - (xbar - b)[:, None, :] * b[..., None]                           # mean (x - b)(x - b)^T
+        # mean log p(x) = log N(x; b, C), C = W W^T + diag psi
+        L = torch.linalg.cholesky(W @ W.transpose(-1, -2) + torch.diag_embed(psi))
+        logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+        maha = torch.diagonal(torch.cholesky_solve(Sb, L), dim1=-2, dim2=-1).sum(-1)   # tr(C^-1 Sb)
+        log_px.append(-0.5 * (D * LOG_2PI + logdet + maha))
+        # mean ELBO of q_n = N(B (x_n - b), q_cov), as LinearGaussianModel.elbo_full
+        R = eye_D - W @ B                                                         # residual x - W m - b = R (x - b)
+        resid2 = ((R @ Sb) * R).sum(-1)                                           # mean squared residual: (S, D)
+        spread = ((W @ q_cov) * W).sum(-1)                                        # diag(W q_cov W^T): (S, D)
+        Emm = B @ Sb @ B.transpose(-1, -2)                                        # mean m m^T: (S, d, d)
+        expected_ll = -0.5 * (LOG_2PI + psi.log() + (resid2 + spread) / psi).sum(-1)
+        kl = 0.5 * (torch.diagonal(q_cov + Emm, dim1=-2, dim2=-1).sum(-1) - d - torch.linalg.slogdet(q_cov)[1])
+        elbo.append(expected_ll - kl)
+        W_path.append(W)
+        psi_path.append(psi)
+        if it < n_iterations:                                                     # M-step, as m_step (per example)
+            Em = B @ (xbar - b)[..., None]                                        # mean m: (S, d, 1)
+            ezz = torch.cat([torch.cat([Emm + q_cov, Em], -1),
+                             torch.cat([Em.transpose(-1, -2), torch.ones_like(Em[:, :1])], -1)], -2)
+            xz = torch.cat([xb @ B.transpose(-1, -2), xbar.expand(len(seeds), D)[..., None]], -1)   # (S, D, d+1)
+            A = torch.linalg.solve(ezz, xz.transpose(-1, -2)).transpose(-1, -2)
+            second = M2.diagonal() - 2 * (A * xz).sum(-1) + ((A @ ezz) * A).sum(-1)
+            W, b, psi = A[..., :d], A[..., d], second.clamp_min(PSI_MIN)
+    return LinearVEMStarts(seeds, torch.stack(log_px, 1), torch.stack(elbo, 1), torch.stack(W_path, 1),
+                           torch.stack(psi_path, 1), b)

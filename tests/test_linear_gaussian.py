@@ -2,7 +2,7 @@ import pytest
 import torch
 from sklearn.decomposition import FactorAnalysis as SklearnFA
 
-from iai_core import LatentGaussianModel, LinearGaussianModel, linear_variational_em
+from iai_core import LatentGaussianModel, LinearGaussianModel, linear_variational_em, linear_variational_em_starts
 from iai_core.reference import FactorAnalysis
 
 
@@ -183,3 +183,42 @@ def test_variational_em_paths_are_the_iterates_and_the_posterior_correlation_is_
     assert torch.allclose(corr[-1, 0, 1], ref) and torch.allclose(corr[-1, 1, 0], ref)
     assert torch.allclose(torch.diagonal(corr, dim1=-2, dim2=-1), torch.ones(6, 2, dtype=x.dtype, device=x.device))
     assert not torch.allclose(corr[0, 0, 1], corr[-1, 0, 1])         # it is per iterate, not the final one repeated
+
+
+@pytest.mark.parametrize("family", ["full", "diagonal"])
+def test_variational_em_starts_is_one_run_per_seed(device, family):
+    # the reference is linear_variational_em run once per seed (itself checked against scikit-learn above);
+    # 40 points in D = 6, 60 iterations from three seeds in a non-sorted order
+    model, _ = _model(device, seed=2)
+    x = model.sample(40, generator=torch.Generator(device=device).manual_seed(3), mean=False)
+    seeds = (3, 0, 7)
+    res = linear_variational_em_starts(x, 2, seeds, family=family, n_iterations=60)
+    assert res.seeds == seeds and res.log_likelihood.shape == (3, 61) and res.W_path.shape == (3, 61, 6, 2)
+    assert res.psi_path.shape == (3, 61, 6) and res.b.shape == (3, 6)
+    assert res.posterior_correlation.shape == (3, 61, 2, 2)
+    for i, s in enumerate(seeds):
+        one = linear_variational_em(x, 2, family=family, n_iterations=60, seed=s)
+        torch.testing.assert_close(res.log_likelihood[i], one.log_likelihood, rtol=0, atol=1e-10)
+        torch.testing.assert_close(res.elbo[i], one.elbo, rtol=0, atol=1e-10)
+        torch.testing.assert_close(res.W_path[i], one.W_path, rtol=0, atol=1e-10)
+        torch.testing.assert_close(res.psi_path[i], one.psi_path, rtol=0, atol=1e-10)
+        torch.testing.assert_close(res.posterior_correlation[i], one.posterior_correlation, rtol=0, atol=1e-10)
+        torch.testing.assert_close(res.b[i], one.model.b.detach(), rtol=0, atol=1e-10)
+        torch.testing.assert_close(res.model(i).log_marginal(x).mean(), one.log_likelihood[-1], rtol=0, atol=1e-10)
+    assert not torch.allclose(res.log_likelihood[0, 1:10], res.log_likelihood[1, 1:10])   # the starts differ
+    if family == "full":
+        assert res.gap.abs().max() < 1e-9
+    else:
+        assert res.gap[:, 1:].max() > 1e-6                      # mean field leaves a gap on the way
+
+
+def test_variational_em_starts_bad_inputs():
+    _, x = _model("cpu")
+    with pytest.raises(ValueError, match="seeds must hold at least one seed"):
+        linear_variational_em_starts(x, 2, [])
+    with pytest.raises(TypeError, match="seeds must be an int"):
+        linear_variational_em_starts(x, 2, [0, 1.5])
+    with pytest.raises(ValueError, match="family must be one of"):
+        linear_variational_em_starts(x, 2, [0], family="block")
+    with pytest.raises(ValueError, match="n_iterations"):
+        linear_variational_em_starts(x, 2, [0], n_iterations=-1)
