@@ -459,8 +459,8 @@ for ax, (values, label, yscale) in zip(axes.flat, panels):
     if len(slow_stall):
         ax.axvspan(slow_stall.min().item(), slow_stall.max().item() + LOOK, color="C3", alpha=0.08, lw=0)
     ax.set(xscale="log", yscale=yscale, ylabel=label)
-axes[0, 0].plot(np.arange(1, EM_ITERS + 1), np.maximum(best - em.log_likelihood[int(em_iters.argmax()), 1:].cpu(), 1e-12),
-                color="C0", ls="--", lw=1.2)
+em_short = (best - em.log_likelihood[int(em_iters.argmax()), 1:]).clamp_min(1e-12).cpu().numpy()
+axes[0, 0].plot(np.arange(1, EM_ITERS + 1), em_short, color="C0", ls="--", lw=1.2)
 axes[1, 0].axhline(1, color="k", lw=0.8, ls=":")
 for ax in axes[1]:
     ax.set_xlabel("iteration")
