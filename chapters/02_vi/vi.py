@@ -486,9 +486,10 @@ plt.show()
 # {glue:text}`fa_slow_drawdown:.3f` nats, and it gets there by pushing one noise variance far below its maximum-likelihood value: $\psi_j$
 # of coordinate $j$ = {glue:text}`fa_pl_j` falls to {glue:text}`fa_pl_psi_lo:.2f` times its ML value of
 # {glue:text}`fa_pl_psi_ml:.2f`, and by iteration {glue:text}`fa_pl_to` has crept back only to
-# {glue:text}`fa_pl_psi_hi:.2f` times it. One factor is spent on reproducing that single coordinate almost
-# exactly; the factor is then pinned down by $x_j$ alone and hardly correlated with the other (after
-# iteration 500 the posterior correlation is at most {glue:text}`fa_pl_corr:.3f`), so the factorized $q$
+# {glue:text}`fa_pl_psi_hi:.2f` times it. A noise variance that small means that a factor is spent on
+# explaining that one coordinate far better than the maximum-likelihood fit does, and the posterior
+# over the two factors is then hardly correlated (after iteration 500 the correlation is at most
+# {glue:text}`fa_pl_corr:.3f`), so the factorized $q$
 # is almost exact: the gap is at most {glue:text}`fa_pl_ratio:.3f` times the shortfall of about
 # {glue:text}`fa_pl_short:.3f` nats. What is lost on the plateau is likelihood, not bound, and the tight
 # bound gives no sign of it. EM from the same starts never goes there: it keeps every $\psi_j$ above
