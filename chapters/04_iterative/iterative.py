@@ -510,7 +510,7 @@ for name in iai_core.OPTIMIZERS:
 print("tuned step sizes:", ", ".join(f"{k} {v:g}" for k, v in step_sizes.items()))
 
 # %%
-N_CURVE = 50                                       # samples of the common-noise ELBO at every iterate of the figure
+N_CURVE = budget(50, smoke_n=2)                    # samples of the common-noise ELBO at every iterate of the figure
 
 
 def precise_curve(mu_path, logvar_path):
