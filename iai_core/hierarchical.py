@@ -37,7 +37,9 @@ from .training import (History, adam, check_counts, check_rates, checked_transfo
 
 __all__ = ["HierarchicalLambda", "HierarchicalModel", "HierarchicalEncoder", "HierarchicalIterativeEncoder",
            "HierarchicalResult", "hierarchical_inference", "hierarchical_standard_step", "hierarchical_iterative_step",
-           "train_hierarchical", "log_marginal_hierarchical"]
+           "train_hierarchical", "log_marginal_hierarchical", "HIERARCHICAL_ENCODINGS"]
+
+HIERARCHICAL_ENCODINGS = ("gradient", "none")
 
 class HierarchicalLambda(NamedTuple):
     """The variational parameters of both levels: mu1, logvar1 (batch, d1); mu2, logvar2 (batch, d2).
@@ -248,24 +250,37 @@ class HierarchicalIterativeEncoder(nn.Module):
         lambda_{l,t+1} = g * stopgrad(lambda_{l,t}) + (1 - g) * delta     (``gated.gated_update``)
     Cross-level information arrives through the gradients alone (top-down in grad_lambda_1,
     bottom-up in grad_lambda_2). forward(x, lam, grads) -> HierarchicalLambda.
+    ``encoding``: ``'gradient'`` (the above) or ``'none'``, the ablation without a signal: each
+    level reads only its own lambda_l (and x with ``include_x``), and ``grads`` must be ``()``;
+    the levels then never exchange information.
     """
 
     def __init__(self, x_dim: int, z1_dim: int, z2_dim: int, hidden: int = 128, depth: int = 2, *,
-                 normalization: str = "log_sign", include_x: bool = False, activation=nn.ELU,
-                 seed: int | None = None):
+                 encoding: str = "gradient", normalization: str = "log_sign", include_x: bool = False,
+                 activation=nn.ELU, seed: int | None = None):
         super().__init__()
+        if encoding not in HIERARCHICAL_ENCODINGS:
+            raise ValueError(f"encoding must be one of {HIERARCHICAL_ENCODINGS}, got {encoding!r}")
         check_level_args(normalization, include_x, x_dim=x_dim, z1_dim=z1_dim, z2_dim=z2_dim, depth=depth)
         self.x_dim, self.z1_dim, self.z2_dim = x_dim, z1_dim, z2_dim
-        self.normalization, self.include_x = normalization, include_x
+        self.encoding, self.normalization, self.include_x = encoding, normalization, include_x
         x_in = x_dim if include_x else 0
         with seeded(seed):
-            self.levels = nn.ModuleList(GatedLevel(features_dim((d, d), d, normalization, x_in), d, hidden, depth,
-                                                   activation) for d in (z1_dim, z2_dim))
+            self.levels = nn.ModuleList(
+                GatedLevel(features_dim((d, d) if encoding == "gradient" else (), d, normalization, x_in), d, hidden,
+                           depth, activation) for d in (z1_dim, z2_dim))
 
     def features(self, x: torch.Tensor, lam, grads):
-        """The two levels' inputs, (batch, in_1) and (batch, in_2), from lam and grads (HierarchicalLambda)."""
+        """The two levels' inputs, (batch, in_1) and (batch, in_2), from lam and grads (HierarchicalLambda,
+        or () for the ``'none'`` encoding)."""
+        if self.encoding == "none":
+            if not isinstance(grads, (tuple, list)) or len(grads) != 0:
+                got = f"{type(grads).__name__} of length {len(grads)}" if isinstance(grads, (tuple, list)) else \
+                    type(grads).__name__
+                raise TypeError(f"grads must be an empty tuple for the none encoding, got {got}")
         x_in = x if self.include_x else None
-        return tuple(GatedLevel.features((grads[i], grads[i + 1]), lam[i], lam[i + 1], x_in, self.normalization)
+        return tuple(GatedLevel.features((grads[i], grads[i + 1]) if self.encoding == "gradient" else (),
+                                         lam[i], lam[i + 1], x_in, self.normalization)
                      for i in (0, 2))
 
     def forward(self, x: torch.Tensor, lam, grads) -> HierarchicalLambda:
@@ -305,12 +320,13 @@ def hierarchical_inference(encoder: HierarchicalIterativeEncoder, model: Hierarc
     check_generator("generator", generator, x.device)
     values, path = [], [lam]
     for t in progress(range(n_iterations + 1), enabled=show_progress, desc="hierarchical inference"):
-        if t < n_iterations:
+        if t < n_iterations and encoder.encoding == "gradient":
             value, grads = model.elbo_grad(x, lam, n_samples=n_samples, generator=generator, validate=False)
+        else:
+            value, grads = model.elbo(x, lam, n_samples=n_samples, generator=generator, validate=False), ()
+        if t < n_iterations:
             lam = encoder(x, lam, grads)
             path.append(lam)
-        else:
-            value = model.elbo(x, lam, n_samples=n_samples, generator=generator, validate=False)
         values.append(value)
     stacked = HierarchicalLambda(*(torch.stack(v) for v in zip(*path)))
     return HierarchicalResult(lam, torch.stack(values), stacked)
@@ -366,16 +382,17 @@ def hierarchical_iterative_step(encoder: HierarchicalIterativeEncoder, model: Hi
         return model.elbo(x, HierarchicalLambda(*lam), n_samples=n_samples, generator=generator, validate=False)
 
     def encode(lam, grads):
-        return encoder(x, HierarchicalLambda(*lam), HierarchicalLambda(*grads))
+        return encoder(x, HierarchicalLambda(*lam), HierarchicalLambda(*grads) if grads else ())
 
     return unrolled_step(encoder, model, x, model.prior_lambda(x), elbo_at, encode, encoder_optimizer,
-                         decoder_optimizer, n_iterations=n_iterations)
+                         decoder_optimizer, n_iterations=n_iterations,
+                         signal_at=None if encoder.encoding == "gradient" else (lambda lam: ()))
 
 
 def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor, x_test: torch.Tensor | None = None,
                        *, epochs: int, n_iterations: int = 5, n_samples: int = 1, batch_size: int = 64,
-                       lr_encoder: float = 1e-3, lr_decoder: float = 1e-3, generator: torch.Generator | None = None,
-                       transform=None, show_progress: bool = True) -> History:
+                       lr_encoder: float = 1e-3, lr_decoder: float = 1e-3, train_decoder: bool = True,
+                       generator: torch.Generator | None = None, transform=None, show_progress: bool = True) -> History:
     """Train an inference model and the two-level model jointly with two Adams.
 
     encoder: a ``HierarchicalEncoder`` (standard: ``hierarchical_standard_step``) or a
@@ -383,9 +400,12 @@ def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor,
     x_train: (N, D); x_test: (M, D) or None. ``generator`` (None: torch's global generator) shuffles
     and draws the noise; the test ELBO (``n_samples`` samples) draws from its own
     (``training.evaluation_generator``).
+    ``train_decoder=False`` trains the inference model for a fixed generative model (theta untouched).
     ``transform(x_batch, generator)``: applied to each training minibatch (see ``training.fit_epochs``).
     Records epochs, train_elbo and test_elbo as ``train_iterative`` does.
     """
+    if not isinstance(train_decoder, bool):
+        raise TypeError(f"train_decoder must be a bool, got {type(train_decoder).__name__}")
     _check_pair(encoder, model)
     check_counts(epochs=epochs, n_iterations=n_iterations, n_samples=n_samples, batch_size=batch_size)
     check_rates(lr_encoder=lr_encoder, lr_decoder=lr_decoder)
@@ -396,7 +416,7 @@ def train_hierarchical(encoder, model: HierarchicalModel, x_train: torch.Tensor,
     x_test = prepare_data(model, x_test, "x_test", p)
     iterative = isinstance(encoder, HierarchicalIterativeEncoder)
     enc_opt = adam(encoder.parameters(), lr_encoder, fused=True)
-    dec_opt = adam(model.parameters(), lr_decoder, fused=True)
+    dec_opt = adam(model.parameters(), lr_decoder, fused=True) if train_decoder else None
 
     def step(x, idx):
         if iterative:

@@ -189,6 +189,55 @@ def test_gate_keeps_lambda_between_the_estimate_and_the_proposal_for_huge_gradie
         assert ((n >= lo - 1e-5) & (n <= hi + 1e-5)).all()
 
 
+def test_no_signal_ablation_reads_only_x_and_lambda(digits):
+    """encoding='none': the path is the network iterated on (x, lambda) alone, with no model evaluation
+    in the update; training it changes phi and only phi."""
+    x = digits[1][:8]
+    model = HierarchicalModel(D, D1, D2, hidden=16, seed=0)
+    enc = HierarchicalIterativeEncoder(D, D1, D2, hidden=16, encoding="none", include_x=True, seed=1)
+    assert enc.levels[0].net[0].in_features == 2 * D1 + D
+    res = hierarchical_inference(enc, model, x, n_iterations=3, n_samples=2, generator=make_generator(3))
+    lam = model.prior_lambda(x)
+    with torch.no_grad():
+        for _ in range(3):
+            lam = enc(x, lam, ())
+    for a, b in zip(res.lam, lam):
+        torch.testing.assert_close(a, b)
+    assert res.elbo.shape == (4, 8) and res.path.mu2.shape == (4, 8, D2)
+    with pytest.raises(TypeError, match="grads must be an empty tuple for the none encoding"):
+        enc(x, lam, lam)
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        HierarchicalIterativeEncoder(D, D1, D2, encoding="error")
+    theta = [p.clone() for p in model.parameters()]
+    phi = [p.clone() for p in enc.parameters()]
+    means = hierarchical_iterative_step(enc, model, digits[0][:16], torch.optim.Adam(enc.parameters(), lr=1e-2),
+                                        n_iterations=2, generator=make_generator(0))
+    assert means.shape == (3,) and torch.isfinite(means).all()
+    assert all(torch.equal(a, b) for a, b in zip(theta, model.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(phi, enc.parameters()))
+
+
+def test_no_signal_step_gradient_equals_the_unrolled_loss(digits):
+    x = digits[0][:10].double()
+    model = HierarchicalModel(D, D1, D2, hidden=16, seed=0).double()
+    enc = HierarchicalIterativeEncoder(D, D1, D2, hidden=16, encoding="none", include_x=True, seed=1).double()
+    T = 3
+    hierarchical_iterative_step(enc, model, x, torch.optim.SGD(enc.parameters(), lr=0.0), n_iterations=T,
+                                n_samples=2, generator=make_generator(0))
+    ours = [p.grad.clone() for p in enc.parameters()]
+    g = make_generator(0)
+    lam, loss = model.prior_lambda(x), 0.0
+    for t in range(T + 1):
+        value = model.elbo(x, lam, n_samples=2, generator=g)
+        if t > 0:
+            loss = loss - value.mean() / T
+        if t < T:
+            lam = enc(x, HierarchicalLambda(*(v.detach() for v in lam)), ())
+    ref = torch.autograd.grad(loss, list(enc.parameters()))
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
 def test_the_iterative_step_gradient_equals_the_unrolled_loss(digits):
     """phi's gradient from the batched surrogate equals autograd through the T unrolled updates of
     mean_t -ELBO(lambda_t), with every input of f_phi detached."""
@@ -232,6 +281,20 @@ def test_steps_without_a_decoder_optimizer_leave_theta_alone(digits):
             assert means.shape == (3,)
         assert all(torch.equal(a, b) for a, b in zip(theta, model.parameters()))
         assert any(not torch.equal(a, b) for a, b in zip(phi, enc.parameters()))
+
+
+def test_training_for_a_fixed_decoder_leaves_theta_alone(digits):
+    for enc in (HierarchicalEncoder(D, D1, D2, hidden=16, seed=1),
+                HierarchicalIterativeEncoder(D, D1, D2, hidden=16, encoding="none", include_x=True, seed=1)):
+        model = HierarchicalModel(D, D1, D2, hidden=16, seed=0)
+        theta = [p.clone() for p in model.parameters()]
+        hist = train_hierarchical(enc, model, digits[0], digits[1], epochs=2, n_iterations=2, batch_size=100,
+                                  lr_encoder=1e-2, train_decoder=False, generator=make_generator(0),
+                                  show_progress=False)
+        assert all(torch.equal(a, b) for a, b in zip(theta, model.parameters()))
+        assert hist.test_elbo[-1] > hist.test_elbo[0]
+    with pytest.raises(TypeError, match="train_decoder must be a bool"):
+        train_hierarchical(enc, model, digits[0], epochs=1, train_decoder=0, show_progress=False)
 
 
 def test_training_improves_both_and_the_learned_steps_help():
