@@ -351,8 +351,8 @@ glue("bias_s06_eps", 100 * r6[0, 0])
 # both to make a few hundred iterations enough: 100 samples $z$ per iteration where the code uses one,
 # and Adam with a decaying rate where the code uses its own adaptive steps; $\sigma$ starts at 0.2 where
 # the code starts at 0.5. The HMC settings are the code's (5 + 5 iterations of 5 leapfrog steps), and so
-# the UIVI fits carry the finite-chain bias of {ref}`sec-uivi-bias`; we fit UIVI a second time with a
-# 20-iteration burn-in to see what the longer chain changes, and measure how much of the start the chains
+# the UIVI fits carry the finite-chain bias of {ref}`sec-uivi-bias`; on the X and the two modes we fit UIVI
+# a second time with a 20-iteration burn-in to see what the longer chain changes, and measure how much of the start the chains
 # remember in {ref}`sec-hmc-chain`.
 
 # %%
