@@ -59,6 +59,8 @@ if device.type == "cpu" and not FULL_SCALE:
 TOY_ITERS = {name: budget(20000 if FULL_SCALE else n, smoke_n=3)
              for name, n in {"banana": 800, "x_shaped": 150, "two_modes": 150}.items()}
 TOY_SAMPLES = 100                             # samples z per iteration, for UIVI and SIVI alike
+LONG_BURN = 20                                # burn-in of UIVI's longer chain on the toys (the UIVI code: 5)
+LONG_TARGETS = ("x_shaped", "two_modes")      # the targets fitted with it too (the banana's 800 iterations: too dear)
 K_SIVI = 50                                   # SIVI's mixing components on the toys, as in the UIVI code
 EVAL_MIXING = budget(10000, smoke_n=50)       # mixture components for the final ELBO sandwich
 EVAL_SAMPLES = budget(1000, smoke_n=50)       # samples z for the final ELBO sandwich
@@ -68,6 +70,7 @@ Z_DIM = 10 if FULL_SCALE else 4
 NOISE_DIM = 10 if FULL_SCALE else 4
 HIDDEN = 200 if FULL_SCALE else 64
 EPOCHS = budget(500 if FULL_SCALE else 15)
+VAE_SEEDS = (0, 1, 2)                         # each encoder trained from 3 seeds, to see the spread
 K_VAE = 100                                   # SIVI's components per example in the VAE, as in the UIVI code
 N_IS = budget(1000 if FULL_SCALE else 100, smoke_n=5)            # importance samples per test image
 N_MIX_IS = budget(10000 if FULL_SCALE else 1000, smoke_n=20)     # eps components estimating log q(z | x)
@@ -348,8 +351,9 @@ glue("bias_s06_eps", 100 * r6[0, 0])
 # both to make a few hundred iterations enough: 100 samples $z$ per iteration where the code uses one,
 # and Adam with a decaying rate where the code uses its own adaptive steps; $\sigma$ starts at 0.2 where
 # the code starts at 0.5. The HMC settings are the code's (5 + 5 iterations of 5 leapfrog steps), and so
-# the UIVI fits carry the finite-chain bias of {ref}`sec-uivi-bias`: we measure how much of the start
-# their chains remember in {ref}`sec-hmc-chain`.
+# the UIVI fits carry the finite-chain bias of {ref}`sec-uivi-bias`; on the X and the two modes we fit UIVI
+# a second time with a 20-iteration burn-in to see what the longer chain changes, and measure how much of the start the chains
+# remember in {ref}`sec-hmc-chain`.
 
 # %%
 targets = {name: make_target(name) for name in TOY_ITERS}
@@ -366,6 +370,15 @@ for name, target in targets.items():
             eval_samples=budget(300, smoke_n=20), eval_mixing=budget(1000, smoke_n=20),
             generator=make_generator(0, device))
         qs[name, method] = q
+    if name not in LONG_TARGETS:
+        continue
+    # UIVI once more with the chain the linear case asks for at sigma = 0.2: LONG_BURN burn-in iterations, 5 kept
+    q = SemiImplicit(2, 3, hidden=50, depth=2, sigma_init=0.2, seed=0).to(device)
+    fits[name, "uivi_long"] = fit_semi_implicit(
+        q, target.log_density, method="uivi", n_iterations=n_iterations, n_samples=TOY_SAMPLES, lr=0.03,
+        lr_final=1e-3, n_burn=LONG_BURN, eval_every=max(n_iterations // 8, 1), eval_samples=budget(300, smoke_n=20),
+        eval_mixing=budget(1000, smoke_n=20), generator=make_generator(0, device))
+    qs[name, "uivi_long"] = q
 
 # %% [markdown]
 # At the end, each ELBO is estimated once more with more care: 1,000 samples of $z$, and for the
@@ -388,18 +401,33 @@ for (name, method), q in qs.items():
                              generator=eval_gen)
         kl[name, method] = (log_z - float(up), log_z - float(lo))
 print("KL(q || p) = log Z - ELBO in nats, [from the upper, from the lower ELBO estimate]")
-print(f"{'target':10s}" + "".join(f"{m:>16s}" for m in METHODS))
+print(f"{'target':10s}" + "".join(f"{m:>16s}" for m in METHODS) + f"{f'uivi {LONG_BURN} + 5':>16s}")
 for name in targets:
-    print(f"{name:10s}" + "".join(f"   [{kl[name, m][0]:5.2f}, {kl[name, m][1]:5.2f}]" for m in METHODS))
+    print(f"{name:10s}" + "".join(f"   [{kl[name, m][0]:5.2f}, {kl[name, m][1]:5.2f}]" if (name, m) in kl else
+                                  f"{'-':>16s}" for m in (*METHODS, "uivi_long")))
 
 # %% tags=["remove-input"]
-semi = [(name, m) for name in targets for m in ("sivi", "uivi")]
-gauss_kl = np.array([kl[name, "gaussian"][0] for name in targets])
+semi = [(name, m) for name in targets for m in ("sivi", "uivi", "uivi_long") if (name, m) in kl]
+gauss_kl = np.array([kl[name, "gaussian"][0] for name, _ in semi])
 semi_kl = np.array([kl[key][1] for key in semi])     # the upper ends of the semi-implicit sandwiches
-claim("both semi-implicit fits reach a KL of about a tenth of a nat or less on every target (upper end < 0.15)",
+claim("all semi-implicit fits reach a KL of about a tenth of a nat or less on every target (upper end < 0.15)",
       semi_kl, "<", 0.15)
-claim("on every target the Gaussian's KL is more than twice the upper end of both semi-implicit fits'",
-      np.repeat(gauss_kl, 2), ">", 2 * semi_kl)
+claim("on every target the Gaussian's KL is more than twice the upper end of every semi-implicit fit's",
+      gauss_kl, ">", 2 * semi_kl)
+mid = {key: 0.5 * (kl[key][0] + kl[key][1]) for key in semi}
+chain_change = np.array([mid[name, "uivi_long"] - mid[name, "uivi"] for name in LONG_TARGETS])
+claim(f"the {LONG_BURN} + 5 chain changes UIVI's KL by less than 0.1 nats on both targets at this budget",
+      np.abs(chain_change), "<", 0.1)
+long_cost = np.array([fits[name, "uivi_long"].seconds[-1] / fits[name, "uivi"].seconds[-1] for name in LONG_TARGETS])
+claim(f"a UIVI fit with the {LONG_BURN} + 5 chain takes more than 1.2 times as long as with 5 + 5 (both targets)",
+      long_cost, ">", 1.2)
+for name in LONG_TARGETS:
+    glue(f"toy_kl_uivi_{name}", mid[name, "uivi"])
+    glue(f"toy_kl_uivi_long_{name}", mid[name, "uivi_long"])
+glue("toy_long_cost_min", float(long_cost.min()))
+glue("toy_long_burn", LONG_BURN)
+glue("toy_long_cost_max", float(long_cost.max()))
+glue("toy_chain_change_max", float(np.abs(chain_change).max()))
 claim("the sandwich of each semi-implicit KL is narrow (< 0.05 nats)",
       np.array([kl[key][1] - kl[key][0] for key in semi]), "<", 0.05)
 glue("toy_semi_kl_max", float(semi_kl.max()))
@@ -411,9 +439,23 @@ glue("toy_gauss_kl_min", float(gauss_kl.min()))
 # between covering both modes (putting mass between them, where the target has little) and missing
 # one, and the reverse KL makes it do a bit of both. Both semi-implicit fits follow the curvature of
 # the banana and both arms of the X, at a KL of at most {glue:text}`toy_semi_kl_max:.2f` nats within a few
-# hundred iterations (the UIVI paper runs 50,000). The figure shows the learned densities (filled, estimated by
-# a 1,000-component mixture on a grid), the target's contours (black) and 150 samples of each $q$
-# (orange).
+# hundred iterations (the UIVI paper runs 50,000).
+#
+# **The chain length.** The last column repeats the UIVI fits of the X and the two modes with the chain the
+# linear case of {ref}`sec-uivi-bias` asks for at $\sigma = 0.2$: {glue:text}`toy_long_burn` burn-in
+# iterations before the 5 kept (there the error falls from about 30% of the gradient to about 11%); the
+# banana's 800 iterations would cost too much for this notebook. The longer chain costs
+# {glue:text}`toy_long_cost_min:.1f` to {glue:text}`toy_long_cost_max:.1f` times the training time, and the KL
+# moves from {glue:text}`toy_kl_uivi_x_shaped:.3f` to {glue:text}`toy_kl_uivi_long_x_shaped:.3f` nats on the X
+# and from {glue:text}`toy_kl_uivi_two_modes:.3f` to {glue:text}`toy_kl_uivi_long_two_modes:.3f` on the two
+# modes (the middle of each sandwich). Over the seed sweep the change runs both ways, by a few hundredths of a
+# nat, while the seed alone moves these short fits' KLs between about 0.02 and 0.11 nats. So at a few hundred
+# iterations the optimizer's noise hides the finite-chain bias on these targets:
+# the 5 + 5 fits do follow a biased gradient, but we cannot see its cost in their KL at this budget, and we
+# do not claim that the longer chain fits better.
+#
+# The figure shows the learned densities of the 5 + 5 fits (filled, estimated by a 1,000-component mixture
+# on a grid), the target's contours (black) and 150 samples of each $q$ (orange).
 
 # %%
 lims = {"banana": ((-3.5, 3.5), (-9.0, 2.0)), "x_shaped": ((-4.5, 4.5), (-4.5, 4.5)),
@@ -571,9 +613,9 @@ claim("the kept samples still remember their start (correlation > 0.1)", memory,
 # five kept samples has a correlation of {glue:text}`chain_memory:.2f` with the start). That costs
 # nothing for the score at a fixed $z$ (the start is an exact draw), but it biases the gradient, as
 # measured in {ref}`sec-uivi-bias`: in the linear case at $\sigma = 0.2$ the same 5 + 5 chain errs by
-# {glue:text}`bias_s02_5:.0f`% of the gradient's norm. The toy fits above carry a bias of this kind; a chain
-# long enough to remove it (20–40 burn-in iterations there) would make each UIVI iteration several times
-# dearer, and we keep the UIVI code's setting.
+# {glue:text}`bias_s02_5:.0f`% of the gradient's norm. The 5 + 5 toy fits carry a bias of this kind; with a
+# 20-iteration burn-in each UIVI iteration cost {glue:text}`toy_long_cost_min:.1f`–{glue:text}`toy_long_cost_max:.1f`
+# times as much, and at a few hundred iterations the KLs did not show the difference ({ref}`sec-toys`).
 #
 # Interactive: run this notebook in Colab or Jupyter to use the slider.
 
@@ -606,36 +648,53 @@ interact(show_chain, n_iterations=IntSlider(value=5, min=1, max=10, step=1, desc
 # %%
 data = load_dataset(DATA, device=device, **({"binarize": "static", "download": True} if FULL_SCALE else {}))
 x_train, x_test = data.x_train, data.x_test
-decoder_seed, results, vae_histories = 1, {}, {}
-gauss_vae = VAE(GaussianEncoder(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=0),
-                LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=decoder_seed)).to(device)
-vae_histories["gaussian"] = train_vae(gauss_vae, x_train, epochs=EPOCHS, lr=3e-3, batch_size=100,
-                                      generator=make_generator(0, device))
-is_gen = make_generator(5, device)
-with torch.no_grad():
-    ll = torch.cat([log_marginal_is(gauss_vae.model, xb, *gauss_vae(xb), n_samples=N_IS, generator=is_gen)
-                    for xb in x_test.split(EVAL_BATCH)])
-results["gaussian"] = (float(ll.mean()), float(ll.mean()))
-
-for method in ("sivi", "uivi"):
-    q = SemiImplicit(Z_DIM, NOISE_DIM, x_dim=data.dim, hidden=HIDDEN, depth=2, seed=0).to(device)
-    model = LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=decoder_seed).to(device)
-    vae_histories[method] = train_semi_implicit_vae(q, model, x_train, method=method, epochs=EPOCHS, lr=3e-3,
-                                                    batch_size=100, n_mixing=K_VAE, generator=make_generator(0, device))
+VAE_METHODS = ("gaussian", "sivi", "uivi")
+ll_test = {}            # (method, seed) -> per-image log-likelihood estimates: (lower bound, fresh mixture)
+for seed in VAE_SEEDS:  # the seed of the encoder's initialization and the training's noise; the decoder's is seed + 1
+    gauss_vae = VAE(GaussianEncoder(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=seed),
+                    LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=seed + 1)).to(device)
+    train_vae(gauss_vae, x_train, epochs=EPOCHS, lr=3e-3, batch_size=100, generator=make_generator(seed, device))
+    is_gen = make_generator(5, device)
     with torch.no_grad():
-        estimates = []
-        for include_own in (False, True):
-            gen = make_generator(5, device)
-            estimates.append(torch.cat([log_marginal_semi_implicit(model, q, xb, n_samples=N_IS, n_mixing=N_MIX_IS,
-                                                                   include_own=include_own, generator=gen)
-                                        for xb in x_test.split(EVAL_BATCH)]))
-        fresh, own = estimates
-    results[method] = (float(own.mean()), float(fresh.mean()))
+        ll = torch.cat([log_marginal_is(gauss_vae.model, xb, *gauss_vae(xb), n_samples=N_IS, generator=is_gen)
+                        for xb in x_test.split(EVAL_BATCH)])
+    ll_test["gaussian", seed] = (ll, ll)       # log q is exact: one estimate, a stochastic lower bound
+    for method in ("sivi", "uivi"):
+        q = SemiImplicit(Z_DIM, NOISE_DIM, x_dim=data.dim, hidden=HIDDEN, depth=2, seed=seed).to(device)
+        model = LatentGaussianModel(data.dim, Z_DIM, hidden=HIDDEN, depth=2, seed=seed + 1).to(device)
+        train_semi_implicit_vae(q, model, x_train, method=method, epochs=EPOCHS, lr=3e-3, batch_size=100,
+                                n_mixing=K_VAE, generator=make_generator(seed, device))
+        with torch.no_grad():
+            estimates = []
+            for include_own in (True, False):
+                gen = make_generator(5, device)
+                estimates.append(torch.cat([log_marginal_semi_implicit(model, q, xb, n_samples=N_IS,
+                                                                       n_mixing=N_MIX_IS, include_own=include_own,
+                                                                       generator=gen)
+                                            for xb in x_test.split(EVAL_BATCH)]))
+        ll_test[method, seed] = tuple(estimates)
 
-print(f"test log-likelihood on {data.name} (nats per image; {N_IS} importance samples)")
-print(f"{'encoder':10s} {'lower bound':>12s} {'fresh mixture':>14s}")
-for m, (lo, hi) in results.items():
-    print(f"{m:10s} {lo:12.1f} {hi:14.1f}")
+results = {key: (float(lo.mean()), float(hi.mean())) for key, (lo, hi) in ll_test.items()}
+
+
+def paired(a, b, seed):
+    """a's lower-bound estimate minus b's fresh-mixture (too high) estimate, per image: (mean, standard error)."""
+    d = ll_test[a, seed][0] - ll_test[b, seed][1]
+    return float(d.mean()), float(d.std() / math.sqrt(d.numel()))
+
+
+PAIRS = (("gaussian", "sivi"), ("uivi", "sivi"), ("gaussian", "uivi"))
+diffs = {(a, b, seed): paired(a, b, seed) for a, b in PAIRS for seed in VAE_SEEDS}
+print(f"test log-likelihood on {data.name} (nats per image; {N_IS} importance samples; {len(VAE_SEEDS)} seeds)")
+print(f"{'encoder':10s}" + "".join(f"{'seed ' + str(s):>17s}" for s in VAE_SEEDS) + f"{'mean':>8s}{'range':>15s}")
+for m in VAE_METHODS:
+    lows = [results[m, s][0] for s in VAE_SEEDS]
+    print(f"{m:10s}" + "".join(f"  {results[m, s][0]:6.1f} ({results[m, s][1]:6.1f})" for s in VAE_SEEDS)
+          + f"{np.mean(lows):8.1f}   [{min(lows):5.1f}, {max(lows):5.1f}]")
+print("(in brackets: the semi-implicit estimate with a fresh mixture, too high; the Gaussian's log q is exact)")
+print("\npaired differences per seed, nats per image (standard error over the test images):")
+for a, b in PAIRS:
+    print(f"{a} - {b}:".ljust(20) + "".join(f"{diffs[a, b, s][0]:+8.2f} ({diffs[a, b, s][1]:.2f})" for s in VAE_SEEDS))
 
 # %% [markdown]
 # For reference, the paper's table at full scale (Larochelle's statically binarized MNIST and Fashion-MNIST
@@ -650,23 +709,58 @@ for m, (lo, hi) in results.items():
 # | UIVI | −94.09 | −110.72 |
 
 # %% tags=["remove-input"]
-brackets = np.array([results[m][1] - results[m][0] for m in ("sivi", "uivi")])
-claim("the two semi-implicit estimates bracket each log-likelihood within a fraction of a nat (< 0.5)",
+brackets = np.array([results[m, s][1] - results[m, s][0] for m in ("sivi", "uivi") for s in VAE_SEEDS])
+claim("the two semi-implicit estimates bracket each log-likelihood within a fraction of a nat (< 0.5), every seed",
       brackets, "<", 0.5)
-claim("the estimate with the generating eps is below the one with a fresh mixture", brackets, ">", 0.0)
+gs = np.array([diffs["gaussian", "sivi", s] for s in VAE_SEEDS])
+us = np.array([diffs["uivi", "sivi", s] for s in VAE_SEEDS])
+gu = np.array([diffs["gaussian", "uivi", s] for s in VAE_SEEDS])
+claim("at every seed the Gaussian encoder is above SIVI's too-high estimate by more than 3 paired standard errors",
+      gs[:, 0], ">", 3 * gs[:, 1])
+for m in VAE_METHODS:
+    lows = [results[m, s][0] for s in VAE_SEEDS]
+    glue(f"vae_{m}_mean", float(np.mean(lows)))
+    glue(f"vae_{m}_min", min(lows))
+    glue(f"vae_{m}_max", max(lows))
+glue("vae_gs_min", float(gs[:, 0].min()))
+glue("vae_gs_max", float(gs[:, 0].max()))
+glue("vae_gs_ratio", float((gs[:, 0] / gs[:, 1]).min()))
+glue("vae_us_min", float(us[:, 0].min()))
+glue("vae_us_max", float(us[:, 0].max()))
+glue("vae_gu_min", float(gu[:, 0].min()))
+glue("vae_gu_max", float(gu[:, 0].max()))
+glue("vae_n_seeds", len(VAE_SEEDS))
 glue("vae_bracket_max", float(brackets.max()))
-glue("vae_spread", max(r[1] for r in results.values()) - min(r[0] for r in results.values()))
 
 # %% [markdown]
-# What the digits show, honestly: on 1,500 images of 64 pixels, with 4 latents and 15 epochs of 15
-# minibatches, that is 225 updates, the three encoders end within {glue:text}`vae_spread:.1f` nats of one
-# another in this run (the two semi-implicit estimates bracket each number to within
-# {glue:text}`vae_bracket_max:.2f` nats). This is one seed and a tiny budget: the ranking here is not
-# evidence either way, and it is not the paper's setting (the paper's numbers above are for
-# statically binarized MNIST and thresholded Fashion-MNIST after 400,000 iterations, not targets for the
-# digits). Whether the digits' posteriors are close enough to Gaussian that a flexible encoder has
-# little to add we have not measured here. The `FULL_SCALE` switch runs the UIVI paper's MNIST setting
-# (Larochelle's statically binarized MNIST, downloaded when asked), which needs a GPU and hours.
+# What the digits show, on 1,500 images of 64 pixels, with 4 latents and 15 epochs of 15 minibatches (225
+# updates), each encoder trained from {glue:text}`vae_n_seeds` seeds. Mean test log-likelihood over the seeds
+# (range in brackets): Gaussian {glue:text}`vae_gaussian_mean:.1f` ({glue:text}`vae_gaussian_min:.1f` to
+# {glue:text}`vae_gaussian_max:.1f`), SIVI {glue:text}`vae_sivi_mean:.1f` ({glue:text}`vae_sivi_min:.1f` to
+# {glue:text}`vae_sivi_max:.1f`), UIVI {glue:text}`vae_uivi_mean:.1f` ({glue:text}`vae_uivi_min:.1f` to
+# {glue:text}`vae_uivi_max:.1f`); the two semi-implicit estimates bracket each number to within
+# {glue:text}`vae_bracket_max:.2f` nats. The spread between seeds is comparable to the differences between
+# encoders, so we rank only through differences taken within a seed (same decoder initialization, same test
+# images; the standard error is over the test images), and only where every seed agrees:
+#
+# * **SIVI ($K = 100$) is below the Gaussian encoder** at every seed, by {glue:text}`vae_gs_min:.1f` to
+#   {glue:text}`vae_gs_max:.1f` nats even against SIVI's too-high estimate (at least
+#   {glue:text}`vae_gs_ratio:.0f` standard errors; at least 0.8 nats at every seed of the seed sweep).
+# * **UIVI against SIVI is not resolved at this budget**: here UIVI's lower bound minus SIVI's too-high
+#   estimate runs from {glue:text}`vae_us_min:.2f` to {glue:text}`vae_us_max:.2f` nats over the seeds; UIVI
+#   is ahead at most seeds of the seed sweep, but at some the two tie (0.01 and 0.09 nats, within two standard
+#   errors).
+# * **UIVI against the Gaussian is not resolved either**: here the Gaussian minus UIVI runs from
+#   {glue:text}`vae_gu_min:.1f` to {glue:text}`vae_gu_max:.1f` nats; the Gaussian is ahead by about a nat at
+#   some seeds, but at one the two tie (−0.1 nats, within a standard error).
+#
+# So at this budget a flexible encoder gains nothing measurable on the digits, and SIVI's surrogate costs
+# about a nat or more; whether that is SIVI's bias (its objective is a bound below the ELBO, {ref}`sec-sivi-bounds`), the
+# short training, or posteriors close enough to Gaussian that flexibility has little to add, we have not
+# separated here. It is not the paper's setting either: the paper's numbers above are for statically
+# binarized MNIST and thresholded Fashion-MNIST after 400,000 iterations, not targets for the digits. The
+# `FULL_SCALE` switch runs the UIVI paper's MNIST setting (Larochelle's statically binarized MNIST,
+# downloaded when asked), which needs a GPU and hours.
 #
 # ## Summary
 #
@@ -681,4 +775,8 @@ glue("vae_spread", max(r[1] for r in results.values()) - min(r[0] for r in resul
 #   5 + 5 iterations still err by {glue:text}`bias_s02_5:.0f`% of the gradient in the linear case at
 #   $\sigma = 0.2$, where a burn-in of 20–40 iterations is needed.
 # * On targets with known $\log Z$, both reach KLs of about a tenth of a nat or less, less than half the
-#   Gaussian's; one UIVI iteration costs more than one SIVI iteration.
+#   Gaussian's; one UIVI iteration costs more than one SIVI iteration. A 20-iteration burn-in makes UIVI's
+#   iterations {glue:text}`toy_long_cost_min:.1f`–{glue:text}`toy_long_cost_max:.1f` times dearer and, at a few
+#   hundred iterations, changes the KL less than the seed does.
+# * On the digits, at 225 updates and over {glue:text}`vae_n_seeds` seeds, SIVI ends below the Gaussian
+#   encoder at every seed; UIVI against either is not resolved at this budget.

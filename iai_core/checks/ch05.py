@@ -1,7 +1,8 @@
-"""Checks for Chapter 5's exercises: the leapfrog integrator and UIVI's score estimate.
+"""Checks for Chapter 5's exercises: the leapfrog integrator, UIVI's score estimate and its HMC chain.
 
     leapfrog(q, p, grad_log_prob, step_size, n_leapfrog) -> (q, p)
     score_estimate(z, eps_samples, mean_fn, logvar) -> (N, d)
+    hmc(eps, log_prob, grad_log_prob, n_iterations, step_size, n_leapfrog, generator) -> (n_iterations, N, k)
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from . import Check, CheckFailed, expect, expect_close, expect_tensor, kind_of, passed
 
-__all__ = ["check_leapfrog", "check_score_estimate", "GRADED", "CheckFailed"]
+__all__ = ["check_leapfrog", "check_score_estimate", "check_hmc", "GRADED", "CheckFailed"]
 
 # a correlated Gaussian target N(m, S) in 2-D
 _M = torch.tensor([1.0, -2.0], dtype=torch.float64)
@@ -177,7 +178,119 @@ def _judge_score_estimate(obs) -> None:
     passed(name, n)
 
 
+# UIVI's chain: HMC on the reverse conditional q(eps | z) of the linear case, N(m, C), started at exact draws
+# as UIVI starts it. Each run: (step size, label); 10 iterations of 5 leapfrog steps, the last 5 kept.
+HMC_CHAINS, HMC_ITERATIONS, HMC_KEPT = 2000, 10, 5
+HMC_RUNS = ((0.25, "step 0.25"), (0.6, "step 0.6"))
+# Measured with the reference chain over 5 seeds of its randomness (2,000 chains): the kept mean retains
+# 0.062-0.065 of the start at step 0.25 (a chain that never moves: 1; Metropolis test inverted: 0.67-0.72);
+# 97.8-98.0% of the proposals are accepted at step 0.25 (inverted test: 2%; the kinetic energy's sign flipped:
+# 60%) and 93.4-93.7% at step 0.6; the largest error of the whitened covariance of the final states is
+# 0.03-0.06 at either step (its standard error is about 0.03; accepting every proposal: 0.24-0.34 at step 0.6;
+# one momentum drawn for all iterations: 0.80-0.82 at step 0.25).
+HMC_MAX_MEMORY = 0.2
+HMC_MIN_ACCEPT = 0.9
+HMC_MAX_COV_ERROR = 0.15
+
+
+def _hmc_target():
+    """The reverse conditional of the linear case at z0: (log_prob, grad_log_prob, m, C), float64."""
+    A = torch.tensor([[1.0, 0.5, -0.3], [0.2, -0.8, 0.6]], dtype=torch.float64)
+    b = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    var = torch.tensor([0.25, 0.25], dtype=torch.float64)
+    z0 = torch.tensor([1.5, -2.0], dtype=torch.float64)
+    C = torch.linalg.inv(torch.eye(3, dtype=torch.float64) + A.T @ torch.diag(1 / var) @ A)
+    m = C @ A.T @ ((z0 - b) / var)
+
+    def log_prob(eps):
+        return -0.5 * (eps.pow(2).sum(-1) + ((z0 - eps @ A.T - b).pow(2) / var).sum(-1))
+
+    def grad_log_prob(eps):
+        return -eps + ((z0 - eps @ A.T - b) / var) @ A
+
+    return log_prob, grad_log_prob, m, C, A
+
+
+def _hmc_start(seed):
+    """Exact draws of q(eps | z0), one per chain: (HMC_CHAINS, 3)."""
+    _, _, m, C, _ = _hmc_target()
+    g = torch.Generator().manual_seed(seed)
+    return m + torch.randn(HMC_CHAINS, 3, dtype=torch.float64, generator=g) @ torch.linalg.cholesky(C).T
+
+
+def _probe_hmc(hmc, rec) -> None:
+    log_prob, grad_log_prob, _, _, _ = _hmc_target()
+    for i, (h, key) in enumerate(HMC_RUNS):
+        rec.call(key, hmc, _hmc_start(10 + i), log_prob, grad_log_prob, HMC_ITERATIONS, step_size=h, n_leapfrog=5,
+                 generator=torch.Generator().manual_seed(20 + i))
+
+
+def _chain_stats(states, start, m, C, A):
+    """(memory, acceptance, largest |mean - m| in standard errors, largest whitened covariance error)."""
+    start_mu, kept_mu = (start - m) @ A.T, (states[-HMC_KEPT:].mean(0) - m) @ A.T
+    memory = float((start_mu * kept_mu).sum() / start_mu.pow(2).sum())
+    previous = torch.cat([start[None], states[:-1]])
+    accept = float((states != previous).any(-1).double().mean())
+    final = states[-1]
+    z_mean = float(((final.mean(0) - m) / torch.sqrt(torch.diag(C) / len(final))).abs().max())
+    w = torch.linalg.solve_triangular(torch.linalg.cholesky(C), (final - m).T, upper=False).T
+    cov_error = float((w.T @ w / len(final) - torch.eye(3, dtype=w.dtype)).abs().max())
+    return memory, accept, z_mean, cov_error
+
+
+def _judge_hmc(obs) -> None:
+    """The student's HMC chain must move, accept like HMC and leave q(eps | z) invariant."""
+    name = "hmc"
+    _, _, m, C, A = _hmc_target()
+    shape = (HMC_ITERATIONS, HMC_CHAINS, 3)
+    n = 0
+    h, key = HMC_RUNS[0]
+    start = _hmc_start(10)
+    states = expect_tensor(obs[key], name, shape).detach().double()
+    n += 1
+    if (states == start).all():
+        raise CheckFailed(f"{name}: the chain never moves: every state equals its start. UIVI would then use "
+                          f"eps' = eps, and its gradient estimate would be the gradient of the ELBO minus the mutual "
+                          f"information I(eps; z), which pulls q back towards a Gaussian. Each iteration must draw a "
+                          f"momentum, run your leapfrog, and move eps to the proposal when the Metropolis test accepts")
+    n += 1
+    memory, accept, z_mean, cov_error = _chain_stats(states, start, m, C, A)
+    expect(accept > HMC_MIN_ACCEPT,
+           f"{name}: only {100 * accept:.0f}% of the proposals were accepted at step size {h}, where leapfrog keeps "
+           f"the energy so nearly constant that HMC accepts about 98%. Check the Metropolis test: accept when "
+           f"log u < log_prob(new) - log_prob(old) + (|p0|^2 - |p_new|^2) / 2, with u uniform on (0, 1)")
+    n += 1
+    expect(memory < HMC_MAX_MEMORY,
+           f"{name}: the mean of the last {HMC_KEPT} states keeps {memory:.2f} of its start (a correct chain keeps "
+           f"about 0.06 here, one that never moves 1). A chain that remembers its start biases UIVI's gradient "
+           f"towards that of the ELBO minus I(eps; z); did you move every chain, and keep the state after each "
+           f"iteration?")
+    n += 1
+    expect(z_mean < 5, f"{name}: started at exact draws of q(eps | z), the chains' final mean is {z_mean:.1f} "
+                       f"standard errors away from the exact mean; HMC must leave q(eps | z) invariant")
+    n += 1
+    expect(cov_error < HMC_MAX_COV_ERROR,
+           f"{name}: started at exact draws of q(eps | z), the chains' final covariance is off by {cov_error:.2f} "
+           f"(whitened; a correct chain: about 0.05). Draw a fresh momentum p0 ~ N(0, I) at every iteration, "
+           f"and keep the current state when a proposal is rejected")
+    n += 1
+    h, key = HMC_RUNS[1]
+    states = expect_tensor(obs[key], name, shape).detach().double()
+    _, accept, _, cov_error = _chain_stats(states, _hmc_start(11), m, C, A)
+    if accept == 1.0 and cov_error >= HMC_MAX_COV_ERROR:
+        raise CheckFailed(f"{name}: at step size {h} every proposal was accepted and the chains drifted away from "
+                          f"q(eps | z) (covariance off by {cov_error:.2f}): leapfrog's energy error is no longer "
+                          f"negligible, and only the Metropolis test corrects it. Accept with probability "
+                          f"min(1, exp(log_prob(new) - log_prob(old) + (|p0|^2 - |p_new|^2) / 2))")
+    expect(cov_error < HMC_MAX_COV_ERROR,
+           f"{name}: at step size {h}, started at exact draws of q(eps | z), the chains' final covariance is off by "
+           f"{cov_error:.2f} (whitened; a correct chain: about 0.05); HMC must leave q(eps | z) invariant at any step")
+    n += 1
+    passed(name, n)
+
+
 check_leapfrog = Check("leapfrog", _probe_leapfrog, _judge_leapfrog)
 check_score_estimate = Check("score_estimate", _probe_score_estimate, _judge_score_estimate)
+check_hmc = Check("hmc", _probe_hmc, _judge_hmc)
 
-GRADED = {"leapfrog": (check_leapfrog, 5), "score_estimate": (check_score_estimate, 5)}
+GRADED = {"leapfrog": (check_leapfrog, 9), "score_estimate": (check_score_estimate, 7), "hmc": (check_hmc, 7)}

@@ -8,10 +8,10 @@ if "google.colab" in sys.modules and importlib.util.find_spec("iai_core") is Non
 # %% [markdown]
 # # Exercises: HMC and the UIVI score
 #
-# You will write the two pieces of UIVI's gradient estimator that are easiest to get subtly wrong:
-# the leapfrog integrator inside Hamiltonian Monte Carlo, and the score estimate built from the
-# chain's samples. Then you will verify both on the **linear case**, where the semi-implicit $q$ is a
-# Gaussian and every quantity has a closed form. After each exercise a check cell runs your function
+# You will write the three pieces of UIVI's gradient estimator that are easiest to get subtly wrong:
+# the leapfrog integrator inside Hamiltonian Monte Carlo, the score estimate built from the
+# chain's samples, and the HMC chain itself. Then you will verify them on the **linear case**, where the
+# semi-implicit $q$ is a Gaussian and every quantity has a closed form. After each exercise a check cell runs your function
 # on cases with known answers: it prints what passed, or tells you what is wrong.
 #
 # Replace each `raise NotImplementedError(...)` with your code. Shapes: chains are rows, `q` and `p`
@@ -86,12 +86,51 @@ def score_estimate(z, eps_samples, mean_fn, logvar):
 ch05.check_score_estimate(score_estimate)
 
 # %% [markdown]
+# ## Exercise 3: the chain
+#
+# UIVI draws the samples $\varepsilon'_s$ of Exercise 2 by HMC on the reverse conditional
+# $\pi(\varepsilon) = q(\varepsilon \mid z)$, one chain per $z$, started at the $\varepsilon$ that made $z$. Each
+# iteration draws a fresh momentum $p_0 \sim \mathcal{N}(0, I)$, runs **your** `leapfrog` from
+# $(\varepsilon, p_0)$ to a proposal $(\varepsilon^\star, p^\star)$, and accepts it with probability
+#
+# $$ \min\Big(1,\; \exp\big(\log \pi(\varepsilon^\star) - \log \pi(\varepsilon) + \tfrac12 |p_0|^2 - \tfrac12 |p^\star|^2\big)\Big); $$
+#
+# a rejected chain stays where it is. Every chain (row) accepts or rejects on its own. Return the states
+# after every iteration, `(n_iterations, N, k)`. Draw the momenta and the uniforms from `generator`.
+#
+# The check runs your chain on a reverse conditional it knows exactly. It asks that the chain leave
+# $q(\varepsilon \mid z)$ invariant, accept like HMC, and **move**: a chain that never leaves its start
+# gives $\varepsilon' = \varepsilon$, and UIVI's gradient then becomes the gradient of the ELBO minus the
+# mutual information $I(\varepsilon; z)$ (the chapter's section on the price of a short chain), which
+# pulls $q$ back towards a Gaussian. Every score of Exercise 2 would still look right.
+
+# %%
+def hmc(eps, log_prob, grad_log_prob, n_iterations, step_size=0.25, n_leapfrog=5, generator=None):
+    """HMC with your leapfrog, one chain per row of eps (N, k); log_prob: (N, k) -> (N,), grad_log_prob:
+    (N, k) -> (N, k). Returns the states after every iteration, (n_iterations, N, k)."""
+    ### BEGIN SOLUTION
+    states = []
+    for _ in range(n_iterations):
+        p0 = torch.randn(eps.shape, generator=generator, dtype=eps.dtype)
+        eps_new, p_new = leapfrog(eps, p0, grad_log_prob, step_size, n_leapfrog)
+        log_ratio = log_prob(eps_new) - log_prob(eps) + 0.5 * (p0.pow(2).sum(-1) - p_new.pow(2).sum(-1))
+        accept = torch.log(torch.rand(log_ratio.shape, generator=generator, dtype=eps.dtype)) < log_ratio
+        eps = torch.where(accept.unsqueeze(-1), eps_new, eps)
+        states.append(eps)
+    return torch.stack(states)
+    ### END SOLUTION
+
+
+# %%
+ch05.check_hmc(hmc)
+
+# %% [markdown]
 # ## Verify on the linear case
 #
 # With $\mu(\varepsilon) = A\varepsilon + b$, the semi-implicit $q$ is $\mathcal{N}(b, AA^\top + D)$ with
 # $D = \mathrm{diag}\,\sigma^2$, and the reverse conditional is the Gaussian
 # $q(\varepsilon \mid z) = \mathcal{N}(m, C)$ with $C = (I + A^\top D^{-1} A)^{-1}$ and
-# $m = C A^\top D^{-1}(z - b)$. Below, a few lines of HMC built on **your** leapfrog sample
+# $m = C A^\top D^{-1}(z - b)$. Below, **your** HMC chain samples
 # $q(\varepsilon \mid z)$ for one $z$ from many chains, started as UIVI starts them, at exact draws;
 # then we move them away on purpose and check they come back. Finally your score estimate, averaged
 # over many independent chains, must match the exact score $-(AA^\top + D)^{-1}(z - b)$.
@@ -120,23 +159,10 @@ def grad_log_reverse(eps):
     return -eps + ((z - eps @ A.T - b) / torch.exp(logvar)) @ A
 
 
-def my_hmc(eps, n_iterations, step_size=0.25, n_leapfrog=5, generator=None):
-    """HMC with your leapfrog; returns the states after every iteration, (n_iterations, N, 3)."""
-    states = []
-    for _ in range(n_iterations):
-        p0 = torch.randn(eps.shape, generator=generator)
-        eps_new, p_new = leapfrog(eps, p0, grad_log_reverse, step_size, n_leapfrog)
-        log_ratio = log_reverse(eps_new) - log_reverse(eps) + 0.5 * (p0.pow(2).sum(-1) - p_new.pow(2).sum(-1))
-        accept = torch.log(torch.rand(log_ratio.shape, generator=generator)) < log_ratio
-        eps = torch.where(accept.unsqueeze(-1), eps_new, eps)
-        states.append(eps)
-    return torch.stack(states)
-
-
 g = make_generator(0)
 start = m + torch.randn(n_chains, 3, generator=g) @ torch.linalg.cholesky(C).T
-from_exact = my_hmc(start, 10, generator=g)
-from_far = my_hmc(start + 2.0, 60, generator=g)
+from_exact = hmc(start, log_reverse, grad_log_reverse, 10, generator=g)
+from_far = hmc(start + 2.0, log_reverse, grad_log_reverse, 60, generator=g)
 print("exact mean of q(eps | z):", [round(v, 2) for v in m.tolist()])
 print("chains from exact draws: ", [round(v, 2) for v in from_exact[-1].mean(0).tolist()])
 print("chains from far away:    ", [round(v, 2) for v in from_far[-1].mean(0).tolist()])
@@ -184,4 +210,5 @@ claim("at a fixed z the score estimate averages to the exact score (within 5 sta
 # mutual information $I(\varepsilon; z)$, and a chain that keeps a fraction of its start keeps roughly that
 # fraction of the bias $-\nabla I$ (see the chapter's section on the price of a short chain). So the
 # chain's job is not only to lower the variance: it must forget its start for the gradient to be unbiased.
-# The claim above (the kept mean keeps less than 0.9 of its start) catches a chain that never moves.
+# The claim above (the kept mean keeps less than 0.9 of its start) and the check of Exercise 3 (less than
+# 0.2 there; a correct chain keeps about 0.06) catch a chain that never moves.
