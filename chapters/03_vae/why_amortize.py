@@ -210,9 +210,8 @@ for name, rows in results.items():
     passes = [r["passes"] for r in rows]
     log_px = [float(r["log_px"].mean()) for r in rows]
     elbo = [float(r["elbo"].mean()) for r in rows]
-    label = f"{name} (training: {passes_train['VAE' if 'VAE' in name else name]} passes per digit)"
     style = dict(color=colors[name], marker="o", ms=5 if name == "VAE" else 3.5, lw=1.2)
-    axes[0].plot(seconds, log_px, label=label, **style)
+    axes[0].plot(seconds, log_px, label=name, **style)
     axes[1].plot(passes, elbo, label=name, **style)
     for r in rows:
         if r["steps"] in (STEPS[0], STEPS[-1]) and name != "VAE":
@@ -221,8 +220,9 @@ for name, rows in results.items():
 axes[0].set_xscale("log")
 axes[0].set_xlabel(f"test-time inference, all {x_test.shape[0]} test digits (seconds, this machine)")
 axes[0].set_ylabel("mean held-out log p(x) (nats)")
-axes[0].set_title(f"Importance-sampled log p(x), K = {N_IS} (SEs of differences: text)", fontsize=10)
-axes[0].legend(fontsize=7, loc="lower right")
+axes[0].set_title(f"Importance-sampled log p(x), K = {N_IS} (SEs of differences: text)\ntraining passes per "
+                  f"digit: VAE {passes_train['VAE']}, variational EM {passes_train['variational EM']}", fontsize=9)
+axes[0].legend(fontsize=7, loc="lower left")
 axes[1].set_xscale("log")
 axes[1].set_xlabel("test-time network passes per digit")
 axes[1].set_ylabel("held-out ELBO (nats)")
