@@ -330,7 +330,7 @@ glue("wa_pass_ref_vem", ref_mid["passes"] / vem_end["passes"])
 #   encoder's seconds here). And the held-out $\log p(x)$, a property of the decoder $\theta$, is
 #   *lower* for variational EM: {glue:text}`wa_px_vem:.2f` against the VAE's
 #   {glue:text}`wa_px_vae:.2f`, a difference of {glue:text}`wa_d_px:.2f` ±
-#   {glue:text}`wa_d_px_se:.2f` nats in the VAE's favour (between 0.1 and 0.5 nats at seed offsets
+#   {glue:text}`wa_d_px_se:.2f` nats in the VAE's favour (between 0.1 and 0.6 nats at seed offsets
 #   0–3, in one of them by less than two standard errors). On these digits, the decoder trained with
 #   partial, noisy E-steps (whose stored $\lambda_n$ jitter near their optima, {ref}`sec-vi-nonlinear`)
 #   is the worse model of held-out digits. This page does not measure why. It is not a law:
