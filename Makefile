@@ -47,7 +47,7 @@ unit: setup
 # float rounding can change) are compared with their stored outputs; every other cell must run
 # without error, and the claims in it are `iai_core.claim` asserts (CONTRIBUTING.md, "Claims").
 nbval: setup
-	$(VENV)/python -m pytest --nbval-lax --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 600 \
+	$(VENV)/python -m pytest -p scripts.kernels --nbval-lax --nbval-sanitize-with nbval_sanitize.cfg --nbval-cell-timeout 600 \
 	  -p no:randomly -n $(JOBS) --dist loadscope -q chapters solutions --ignore-glob='chapters/*/exercises.ipynb'
 
 # The seed sweep: every chapter and solution notebook re-executed at seed offsets 1, 2, 3 (in memory;

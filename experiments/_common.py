@@ -34,11 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))   # the repository's iai_core, also when run as a script from elsewhere
 
 import iai_core  # noqa: E402
+from iai_core.results import PROVENANCE_KEYS, SCHEMA_KEYS, check_results  # noqa: E402,F401 (the schema, re-exported)
 from iai_core.training import data_parallel  # noqa: E402
-
-SCHEMA_KEYS = ("name", "description", "config", "paper", "results", "curves", "provenance")
-PROVENANCE_KEYS = ("command", "git_commit", "git_dirty", "iai_core_version", "torch_version", "device", "world_size",
-                   "threads", "seconds", "date")
 
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -157,10 +154,5 @@ def timed(fn, *args, **kwargs):
 
 
 def read_results(path) -> dict:
-    """A results file, its schema checked (the tests and the book's pages read it this way)."""
-    doc = json.loads(Path(path).read_text())
-    missing = [k for k in SCHEMA_KEYS if k not in doc] + [f"provenance.{k}" for k in PROVENANCE_KEYS
-                                                         if k not in doc.get("provenance", {})]
-    if missing:
-        raise ValueError(f"{path}: missing {missing}")
-    return doc
+    """A results file, its schema checked (``iai_core.results.check_results``)."""
+    return check_results(json.loads(Path(path).read_text()), str(path))

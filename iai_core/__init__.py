@@ -40,6 +40,7 @@ The package reads top-down like the book: one module per idea, public names re-e
 from ._random import make_generator, seeded
 from .env import budget, offset_seed, seed_offset, smoke
 from .claims import claim, glue
+from .results import read_results
 from .data import (Dataset, dynamic_binarize, load_dataset, load_digits, load_mnist, read_idx, write_idx,
                    write_synthetic_data)
 from .devices import available_devices, default_device

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +37,7 @@ def clean(nb):
 
 def main(args):
     import sync_sources                                      # scripts/ is on sys.path when run as a script
+    from kernels import notebook_client
     os.environ["TQDM_DISABLE"] = "1"
     os.environ.setdefault("PYTHONHASHSEED", "0")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -45,8 +45,8 @@ def main(args):
     for path in notebooks(args):
         nb = nbformat.read(str(path), as_version=4)
         start = time.perf_counter()
-        NotebookClient(nb, timeout=900, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        notebook_client(nb, timeout=900, kernel_name="python3",
+                        resources={"metadata": {"path": str(path.parent)}}).execute()
         nbformat.write(clean(nb), str(path))
         sync_sources.main([str(path)])                       # the reviewable .py beside it
         print(f"{path.relative_to(ROOT) if path.is_absolute() else path}: {time.perf_counter() - start:.1f} s")

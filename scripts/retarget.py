@@ -4,9 +4,9 @@
 
 ``repository.url`` in ``_config.yml`` is the one setting: the launch buttons read it, and every
 notebook's first cell (chapters, solutions, student versions, their paired sources) and
-CONTRIBUTING.md install ``iai_core @ git+<url>``, and the "At real scale" pages read the committed
-results from ``<url>/raw/main/results`` when they run alone (Colab). This rewrites that setting and
-every place that quotes it, and nothing else; a test checks they agree.
+CONTRIBUTING.md install ``iai_core @ git+<url>`` (the "At real scale" pages, run alone, read the
+committed results from the repository the package was installed from: ``iai_core.read_results``).
+This rewrites that setting and every place that quotes it, and nothing else; a test checks they agree.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def current_url(root: Path) -> str:
 
 
 def files_quoting(root: Path) -> list[Path]:
-    """Every file that may quote the repository URL (installs iai_core, or reads results from it)."""
+    """Every file that may quote the repository URL (it installs iai_core from it)."""
     found = [root / "CONTRIBUTING.md"]
     for folder in ("chapters", "solutions"):
         found += sorted(p for p in (root / folder).rglob("*") if p.suffix in (".ipynb", ".py", ".md")
@@ -37,7 +37,7 @@ def files_quoting(root: Path) -> list[Path]:
 
 
 def retarget(root: Path, new: str) -> list[Path]:
-    """Rewrite repository.url and every ``git+<url>`` and ``<url>/raw/`` quoting it; return the files changed."""
+    """Rewrite repository.url and every ``git+<url>`` quoting it; return the files changed."""
     new = new.rstrip("/")
     if new.endswith(".git"):
         new = new[:-4]
@@ -53,7 +53,7 @@ def retarget(root: Path, new: str) -> list[Path]:
         changed.append(config)
     for path in files_quoting(root):
         text = path.read_text()
-        updated = text.replace(f"git+{old}", f"git+{new}").replace(f"{old}/raw/", f"{new}/raw/")
+        updated = text.replace(f"git+{old}", f"git+{new}")
         if updated != text:
             path.write_text(updated)
             changed.append(path)

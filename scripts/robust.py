@@ -32,7 +32,7 @@ from execute_notebooks import notebooks  # noqa: E402  (the same list of noteboo
 def run_one(path: str, offset: int, log: str, timeout: int) -> dict:
     """Execute one notebook at one offset; return what happened (no file but ``log`` is written)."""
     import nbformat
-    from nbclient import NotebookClient
+
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     os.environ.update(IAI_SEED_OFFSET=str(offset), IAI_CLAIMS_LOG=log, TQDM_DISABLE="1")
@@ -41,13 +41,12 @@ def run_one(path: str, offset: int, log: str, timeout: int) -> dict:
     nb = nbformat.read(path, as_version=4)
     start, error = time.perf_counter(), None
     try:
-        # IPC sockets in a folder of this run's own: kernels started at the same moment by parallel
-        # workers can race for the same TCP port, and one of them then waits out the cell timeout
-        from jupyter_client.manager import KernelManager
-        sockets = tempfile.mkdtemp(prefix="robust-kernel-")
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
-        NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",      # the kernel's own log is noise here;
-                       resources={"metadata": {"path": str(Path(path).parent)}}).execute(stderr=subprocess.DEVNULL)
+        # on IPC sockets (scripts/kernels.py): kernels started at the same moment by parallel workers
+        # can race for the same TCP port, and one of them then waits out the cell timeout
+        from kernels import notebook_client
+        notebook_client(nb, timeout=timeout, kernel_name="python3",
+                        resources={"metadata": {"path": str(Path(path).parent)}}
+                        ).execute(stderr=subprocess.DEVNULL)         # the kernel's own log is noise here
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
         lines = [ln for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if ln.strip()]
         where = [ln.strip() for ln in lines if ln.lstrip().startswith("---->")]   # IPython marks the failing line

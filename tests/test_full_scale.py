@@ -6,13 +6,16 @@ steps, so each notebook takes seconds. The claims of a FULL_SCALE run are about 
 in smoke mode ``claim`` records a failure instead of raising, so every cell runs; any exception fails.
 """
 import re
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from iai_core import write_synthetic_data
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from kernels import notebook_client  # noqa: E402  (kernels on IPC sockets: no TCP port race)
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted(p for p in (ROOT / "chapters").rglob("*.ipynb")
@@ -46,6 +49,6 @@ def test_full_scale_path_runs(path, synthetic, monkeypatch, tmp_path):
     nb = full_scale(path)
     # in an empty folder of its own: what a FULL_SCALE run writes (chapter 3's checkpoint, which a
     # reader's long run resumes from) stays out of the repository and out of the next run
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = notebook_client(nb, timeout=300, kernel_name="python3",
+                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute()

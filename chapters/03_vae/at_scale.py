@@ -19,28 +19,14 @@ if "google.colab" in sys.modules and importlib.util.find_spec("iai_core") is Non
 # the claims below check what that file shows.
 
 # %%
-import json
 import math
-import urllib.request
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from iai_core import claim, glue
+from iai_core import claim, glue, read_results
 
-# Results live in the repository's results/ folder, two levels up from this page; in Colab, where
-# the notebook travels alone, they are read from the repository on GitHub.
-RESULTS_URL = "https://github.com/iai-book/iai-book/raw/main/results"
-
-
-def read_results(name):
-    local = Path("../../results") / f"{name}.json"
-    if local.exists():
-        return json.loads(local.read_text())
-    with urllib.request.urlopen(f"{RESULTS_URL}/{name}.json", timeout=60) as response:
-        return json.loads(response.read())
-
-
+# the committed results/<name>.json: from this checkout, or (run alone, as in Colab) from the
+# repository and commit iai_core was installed from
 doc = read_results("gaps")
 cfg, res, prov = doc["config"], doc["results"], doc["provenance"]
 WIDTHS = cfg["widths"]
