@@ -7,7 +7,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("iai_core") is Non
 
 # %% [markdown]
 # (sec-vae-at-scale)=
-# # 3.3 At real scale: the gaps on Fashion-MNIST
+# # 3.4 At real scale: the gaps on Fashion-MNIST
 #
 # {ref}`ch-vae` split the distance between $\log p(x)$ and the ELBO into an **approximation gap**
 # (what no diagonal Gaussian can close) and an **amortization gap** (what the encoder leaves on
