@@ -9,7 +9,7 @@ mixture over fresh eps (the paper's estimator, too high in expectation) and, wit
 z added, a stochastic lower bound of log p(x). The paper: -126.73 / -121.53 / -110.72 nats
 (Gaussian / SIVI / UIVI) after 400,000 iterations.
 
-    python experiments/uivi_vae.py                  # the default budget, 3,000 iterations (36 minutes on a shared CPU core)
+    python experiments/uivi_vae.py                  # the default budget: 3,000 iterations, 36 min on a shared core
     python experiments/uivi_vae.py --paper          # 400,000 iterations, the full test set (a GPU)
 """
 from __future__ import annotations
