@@ -138,7 +138,7 @@ glue("wa_vem_total_epochs", vem_epochs)
 glue("wa_passes_train_vae", passes_train["VAE"])
 glue("wa_passes_train_vem", passes_train["variational EM"])
 glue("wa_train_pass_ratio", passes_train["variational EM"] / passes_train["VAE"])
-glue("wa_train_time_ratio", seconds_train["variational EM"] / seconds_train["VAE"])
+glue("wa_train_time_ratio", seconds_train["variational EM"] / seconds_train["VAE"]);
 
 
 # %% [markdown]
@@ -308,7 +308,7 @@ glue("wa_refine_px", refine_px)
 glue("wa_vem_px_rise", vem_px_rise)
 glue("wa_time_vem_enc", time_vem_enc)
 glue("wa_time_ref_vem", time_ref_vem)
-glue("wa_pass_ref_vem", ref_mid["passes"] / vem_end["passes"])
+glue("wa_pass_ref_vem", ref_mid["passes"] / vem_end["passes"]);
 
 # %% [markdown]
 # What the run shows (means over the {glue:text}`wa_n_test` test digits, ± one standard error of the
