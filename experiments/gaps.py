@@ -13,7 +13,7 @@ Each mean is reported with its standard error over the images. Cremer et al. fin
 amortization gap, not the Gaussian family, dominates the inference gap on MNIST and Fashion-MNIST,
 and that a larger encoder shrinks it.
 
-    python experiments/gaps.py                  # the default budget (about 3 minutes on a shared CPU core)
+    python experiments/gaps.py                  # the default budget: 20 epochs, 48 min on a shared core
     python experiments/gaps.py --paper          # the paper's scale: 5,000 importance samples, long training
 """
 from __future__ import annotations

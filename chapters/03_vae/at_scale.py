@@ -32,8 +32,8 @@ cfg, res, prov = doc["config"], doc["results"], doc["provenance"]
 WIDTHS = cfg["widths"]
 print(f"{cfg['n_train']:,} training images; {cfg['epochs']} epochs per VAE; encoder widths {WIDTHS}")
 print(f"gaps on {cfg['n_gap']} test and {cfg['n_gap']} training images: Adam on each lambda for "
-      f"{cfg['gap_iterations']} iterations, ELBOs from {cfg['n_elbo_samples']} draws, "
-      f"log p(x) from {cfg['n_is']} importance samples")
+      f"{cfg['gap_iterations']} iterations,")
+print(f"ELBOs from {cfg['n_elbo_samples']} draws, log p(x) from {cfg['n_is']} importance samples")
 print(f"run: {prov['command']} on {prov['device']}, {prov['seconds'] / 60:.0f} min, {prov['date'][:10]}, "
       f"commit {prov['git_commit'][:8]}")
 
@@ -68,58 +68,64 @@ glue("n_gap", cfg["n_gap"])
 glue("epochs", cfg["epochs"])
 
 # %% tags=["remove-cell"]
+def se(w, split, kind):
+    return gap(w, split, kind)["se"]
+
+
 def two_se(w, split, a, b):
     """Twice the standard error of the difference of two means (treated as independent: conservative,
     the images are the same)."""
-    return 2 * math.hypot(gap(w, split, a)["se"], gap(w, split, b)["se"])
+    return 2 * math.hypot(se(w, split, a), se(w, split, b))
 
 
 narrow, wide = WIDTHS[0], WIDTHS[-1]
 glue("narrow", narrow)
 glue("wide", wide)
-glue("amortization_shrink", gap(narrow, "test", "amortization")["mean"] - gap(wide, "test", "amortization")["mean"])
-approx_range = [gap(w, s, "approximation")["mean"] for w in WIDTHS for s in ("test", "train")]
-glue("approximation_min", min(approx_range))
-glue("approximation_max", max(approx_range))
-dominant = [w for w in WIDTHS if gap(w, "test", "amortization")["mean"] - gap(w, "test", "approximation")["mean"]
-            > two_se(w, "test", "amortization", "approximation")]
-glue("n_dominant", len(dominant))
-glue("largest_dominant", max(dominant) if dominant else 0);
+amort = {w: gap(w, "test", "amortization")["mean"] for w in WIDTHS}
+glue("amortization_min", min(amort.values()))
+glue("amortization_max", max(amort.values()))
+excess = [gap(w, s, "amortization")["mean"] - gap(w, s, "approximation")["mean"] for w in WIDTHS
+          for s in ("test", "train")]
+glue("excess_min", min(excess))
+glue("log_px_gain", res[f"width{wide}"]["test"]["log_px"]["mean"] - res[f"width{narrow}"]["test"]["log_px"]["mean"])
+rise = {w: doc["curves"][f"width{w}"]["test_elbo"][-1] - doc["curves"][f"width{w}"]["test_elbo"][-6] for w in WIDTHS}
+glue("rise_min", min(rise.values()))
+glue("rise_max", max(rise.values()));
 
 # %% [markdown]
-# The amortization gap shrinks as the encoder widens: on the test images from
-# {glue:text}`amortization_test_32:.2f` nats (width {glue:text}`narrow:.0f`) to
-# {glue:text}`amortization_test_512:.2f` nats (width {glue:text}`wide:.0f`), a drop of
-# {glue:text}`amortization_shrink:.1f` nats. The approximation gap, what the factorized Gaussian family
-# itself costs under each trained decoder, stays between {glue:text}`approximation_min:.2f` and
-# {glue:text}`approximation_max:.2f` nats. Up to width {glue:text}`largest_dominant:.0f` the amortization gap
-# is the larger of the two by more than two standard errors, Cremer et al.'s finding
-# {cite}`cremer2018inference`: at these sizes, what holds inference back is the encoder more than the
-# Gaussian family. With the widest encoder the two gaps come close. On the training images the
-# gaps are much the same as on the test images: after this short training the encoders do not yet
-# fit their training images better than new ones.
+# At every width the amortization gap is the larger part of the inference gap, by at least
+# {glue:text}`excess_min:.1f` nats on test and training images alike, Cremer et al.'s finding
+# {cite}`cremer2018inference`: what holds inference back here is the encoder more than the Gaussian
+# family. But widening the encoder does not shrink it at this budget: on the test images it is
+# {glue:text}`amortization_min:.2f` to {glue:text}`amortization_max:.2f` nats at widths
+# {glue:text}`narrow:.0f` to {glue:text}`wide:.0f`, differences within their standard errors. The wider
+# encoder buys something else: its decoder, trained beside it, is better (the test $\log p(x)$ is
+# {glue:text}`log_px_gain:.1f` nats higher at width {glue:text}`wide:.0f`; no error bar, as the file keeps no
+# per-image values), and the approximation gap grows with the width, from
+# {glue:text}`approximation_test_32:.2f` to {glue:text}`approximation_test_512:.2f` nats: a decoder trained with a
+# better encoder has posteriors further from the Gaussian family. The amortization gap is measured
+# against a better model at each width, so the encoder's share of the work stays about the same.
+# On the training images the gaps are much the same as on the test images: the encoders do not yet fit
+# their training images better than new ones. None of this is converged: every VAE's test ELBO rose
+# by {glue:text}`rise_min:.1f` to {glue:text}`rise_max:.1f` nats over its last five epochs.
 
 # %% tags=["remove-input"]
-def se(w, split, kind):
-    return gap(w, split, kind)["se"]
-
-
-amort = [gap(w, "test", "amortization")["mean"] for w in WIDTHS]
-claim("the amortization gap on test images shrinks from the narrowest to the widest encoder, by more than two "
-      "standard errors", amort[0] - amort[-1], ">",
+claim("at every width, on test and training images, the amortization gap exceeds the approximation gap by more "
+      "than two standard errors",
+      excess, ">", [two_se(w, s, "amortization", "approximation") for w in WIDTHS for s in ("test", "train")])
+claim("the narrowest and the widest encoders' test amortization gaps differ by less than two standard errors",
+      abs(amort[wide] - amort[narrow]), "<",
       2 * math.hypot(se(narrow, "test", "amortization"), se(wide, "test", "amortization")))
-claim("the amortization gap on test images does not grow with the width", amort[1:], "<=", amort[:-1])
-claim("at the narrowest width the amortization gap exceeds the approximation gap by more than two standard errors",
-      gap(narrow, "test", "amortization")["mean"] - gap(narrow, "test", "approximation")["mean"], ">",
-      two_se(narrow, "test", "amortization", "approximation"))
-claim("up to some width the amortization gap exceeds the approximation gap by two standard errors, and beyond it "
-      "not", dominant == WIDTHS[:len(dominant)] and 0 < len(dominant) < len(WIDTHS))
 claim("the widest encoder's approximation gap is above the narrowest's by more than two standard errors",
       gap(wide, "test", "approximation")["mean"] - gap(narrow, "test", "approximation")["mean"], ">",
       2 * math.hypot(se(wide, "test", "approximation"), se(narrow, "test", "approximation")))
+claim("the approximation gap on test images grows with the width",
+      [gap(w, "test", "approximation")["mean"] for w in WIDTHS[1:]], ">",
+      [gap(w, "test", "approximation")["mean"] for w in WIDTHS[:-1]])
 claim("train and test amortization gaps agree within two standard errors at every width",
       [abs(gap(w, "test", "amortization")["mean"] - gap(w, "train", "amortization")["mean"]) for w in WIDTHS], "<",
       [2 * math.hypot(se(w, "test", "amortization"), se(w, "train", "amortization")) for w in WIDTHS])
+claim("every VAE's test ELBO still rose over its last five epochs (not converged)", list(rise.values()), ">", 0.3)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)

@@ -32,10 +32,11 @@ from iai_core import claim, glue, read_results
 doc = read_results("iterative")
 cfg, res, paper, prov, curves = doc["config"], doc["results"], doc["paper"], doc["provenance"], doc["curves"]
 NAMES = {"standard": "standard", "gradient": "iterative, gradient encoding", "error": "iterative, error encoding"}
-print(f"{cfg['iterations']:,} training iterations per model ({cfg['n_train_seen']:,} images seen), Adam at {cfg['lr']:g}; "
-      f"seeds {cfg['seeds']} (error encoding: {cfg['error_seeds']})")
+print(f"{cfg['iterations']:,} training iterations per model ({cfg['n_train_seen']:,} images seen), Adam at {cfg['lr']:g}")
+print(f"seeds {cfg['seeds']} (error encoding: {cfg['error_seeds']})")
 print(f"evaluated on {cfg['n_eval']} test images: ELBO from {cfg['n_elbo_samples']} draws, log p(x) from "
-      f"{cfg['n_is']} importance samples; lambda* by Adam for {cfg['gap_iterations']} iterations from each model's lambda")
+      f"{cfg['n_is']} importance samples;")
+print(f"lambda* by Adam for {cfg['gap_iterations']} iterations from each model's lambda")
 print(f"run: {prov['command']} on {prov['device']}, {prov['seconds'] / 60:.0f} min, {prov['date'][:10]}, "
       f"commit {prov['git_commit'][:8]}")
 
@@ -110,8 +111,13 @@ glue("grad_std_elbo_max", max(d["test_elbo"][0] for d in grad_std))
 glue("grad_std_logpx_min", min(d["log_px"][0] for d in grad_std))
 glue("grad_std_logpx_max", max(d["log_px"][0] for d in grad_std))
 glue("n_seeds", len(SEEDS))
-glue("grad_error_elbo", diffs["gradient", "error", SEEDS[0]]["test_elbo"][0])
-glue("std_error_elbo", -diffs["error", "standard", SEEDS[0]]["test_elbo"][0])
+ERROR_SEEDS = [s for s in cfg["error_seeds"] if ("error", "standard", s) in diffs]
+glue("n_error_seeds", len(ERROR_SEEDS))
+for name, (a, b) in {"grad_error": ("gradient", "error"), "error_std": ("error", "standard")}.items():
+    for field, short in (("test_elbo", "elbo"), ("log_px", "logpx")):
+        values = [diffs[a, b, s][field][0] for s in ERROR_SEEDS]
+        glue(f"{name}_{short}_min", min(values))
+        glue(f"{name}_{short}_max", max(values))
 
 # %% [markdown]
 # After {glue:text}`iterations:,.0f` iterations, the iterative model with the gradient encoding has the
@@ -121,8 +127,11 @@ glue("std_error_elbo", -diffs["error", "standard", SEEDS[0]]["test_elbo"][0])
 # seeds). Its models' $\log p(x)$ is higher too, by {glue:text}`grad_std_logpx_min:.1f` to
 # {glue:text}`grad_std_logpx_max:.1f` nats: the decoder trained beside the better inference model is itself
 # better, the paper's point that inference quality shapes the learned model. The error encoding
-# trails the gradient encoding by {glue:text}`grad_error_elbo:.1f` nats of test ELBO, and even the standard
-# encoder by {glue:text}`std_error_elbo:.1f` (one seed). The paper's
+# trails the gradient encoding by {glue:text}`grad_error_elbo_min:.1f` to {glue:text}`grad_error_elbo_max:.1f` nats
+# of test ELBO in each of its {glue:text}`n_error_seeds:.0f` seeds, and does no better than the standard
+# encoder: their difference is {glue:text}`error_std_elbo_min:.2f` to {glue:text}`error_std_elbo_max:.2f` nats of
+# test ELBO and {glue:text}`error_std_logpx_min:.2f` to {glue:text}`error_std_logpx_max:.2f` nats of $\log p(x)$
+# per image. The paper's
 # MNIST difference between the two kinds of model is 0.3 nats of $\log p(x)$ after training to
 # convergence; early in training, as here, the gap between them is larger: the iterative model's
 # refinement makes up for an encoder that has seen few examples.
@@ -136,12 +145,13 @@ for seed in SEEDS:
     ga, st = res[f"gradient/seed{seed}"]["amortization_gap"], res[f"standard/seed{seed}"]["amortization_gap"]
     claim(f"seed {seed}: the gradient encoding's amortization gap is below the standard encoder's by more than two "
           "standard errors", st["mean"] - ga["mean"], ">", 2 * math.hypot(st["se"], ga["se"]))
-d = diffs["gradient", "error", SEEDS[0]]
-claim("the gradient encoding's test ELBO is above the error encoding's by more than two standard errors",
-      d["test_elbo"][0], ">", 2 * d["test_elbo"][1])
-d = diffs["error", "standard", SEEDS[0]]
-claim("the error encoding's test ELBO is below the standard encoder's by more than two standard errors",
-      -d["test_elbo"][0], ">", 2 * d["test_elbo"][1])
+for seed in ERROR_SEEDS:
+    d = diffs["gradient", "error", seed]
+    claim(f"seed {seed}: the gradient encoding's test ELBO is above the error encoding's by more than two standard "
+          "errors", d["test_elbo"][0], ">", 2 * d["test_elbo"][1])
+    d = diffs["error", "standard", seed]
+    claim(f"seed {seed}: the error encoding's test ELBO is not above the standard encoder's by more than two "
+          "standard errors", d["test_elbo"][0], "<", 2 * d["test_elbo"][1])
 claim("the gradient and standard models' log p(x) differ by more than the paper's 0.3 nats in every seed",
       [diffs["gradient", "standard", s]["log_px"][0] for s in SEEDS], ">", 0.3)
 
@@ -222,11 +232,11 @@ claim("error encoding: beyond T the ELBO drifts down: the last value is below th
 # %% [markdown]
 # ## How far this is from the paper
 #
-# * **Budget.** {glue:text}`iterations:,.0f` training iterations per model on one shared CPU core, less
-#   than one pass over the training set; the paper trains to convergence on a GPU (the official
+# * **Budget.** {glue:text}`iterations:,.0f` training iterations per model on one shared CPU core, one
+#   pass over the training set; the paper trains to convergence on a GPU (the official
 #   configuration sets no epoch count). Our learning rate is 1e-3 where the official configuration uses 2e-4, to make the most of
 #   a short run. `python experiments/iterative.py --paper` uses the official rate and 500 epochs.
-# * **Evaluation.** {glue:text}`n_eval:.0f` test images; $\log p(x)$ from {glue:text}`n_is:,.0f` importance
-#   samples per image (the issue asked for 5,000; fewer to fit the time), proposal $q_{\lambda^*}$.
+# * **Evaluation.** {glue:text}`n_eval:.0f` test images (the paper: the whole test set); $\log p(x)$ from
+#   {glue:text}`n_is:,.0f` importance samples per image, with $q_{\lambda^*}$ as the proposal.
 # * **Data.** Fashion-MNIST, not the paper's MNIST: the paper's numbers are printed beside ours only
 #   for scale.
