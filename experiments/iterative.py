@@ -11,7 +11,7 @@ gap of each (``iai_core.measure_gaps``), and the ELBO against inference iteratio
 beyond T, beside Adam on lambda from the same start. The paper (MNIST, trained to convergence):
 test log p(x) -84.14 (standard) and -83.84 (iterative) nats.
 
-    python experiments/iterative.py                 # the default budget (about 35 minutes on a shared CPU core)
+    python experiments/iterative.py                 # the default budget: one epoch, 90 min on a shared core
     python experiments/iterative.py --paper         # the official learning rate and a long run (a GPU)
 """
 from __future__ import annotations

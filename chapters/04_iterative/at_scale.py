@@ -54,16 +54,16 @@ def over_seeds(model, field):
 
 
 MODELS = [m for m in ("standard", "gradient", "error") if any(k.startswith(m + "/") for k in res)]
-print(f"{'inference model':29s} {'seeds':>5s} {'test ELBO':>23s} {'log p(x)':>23s} {'amortization gap':>19s} "
-      f"{'paper (MNIST)':>14s}")
+print("mean [min, max] over seeds; gradient, error: the iterative model with that encoding")
+print(f"{'model':8s} {'test ELBO':>24s} {'log p(x)':>24s} {'amortization gap':>17s} {'paper (MNIST)':>13s}")
 for m in MODELS:
     cells = []
     for field in ("test_elbo", "log_px", "amortization_gap"):
         mean, lo, hi, n = over_seeds(m, field)
-        cells.append(f"{mean:.2f} [{lo:.2f}, {hi:.2f}]" if n > 1 else f"{mean:.2f}")
+        cells.append(f"{mean:.1f} [{lo:.1f}, {hi:.1f}]" if field != "amortization_gap" else
+                     f"{mean:.2f} [{lo:.2f}, {hi:.2f}]")
     reported = paper["test_log_likelihood_mnist"].get(m)
-    print(f"{NAMES[m]:29s} {n:5d} {cells[0]:>23s} {cells[1]:>23s} {cells[2]:>19s} "
-          f"{'' if reported is None else f'{reported:.2f}':>14s}")
+    print(f"{m:8s} {cells[0]:>24s} {cells[1]:>24s} {cells[2]:>17s} {'' if reported is None else f'{reported:.2f}':>13s}")
 
 # %% tags=["remove-cell"]
 for m in MODELS:
@@ -95,14 +95,14 @@ def paired(a, b, field):
 
 SEEDS = cfg["seeds"]
 diffs = {}
-print(f"{'difference (per image, nats)':58s} {'seed':>4s} {'test ELBO':>15s} {'log p(x)':>15s}")
+print(f"{'per-image difference (nats)':28s} {'seed':>4s} {'test ELBO':>15s} {'log p(x)':>15s}")
 for a, b in (("gradient", "standard"), ("error", "standard"), ("gradient", "error")):
     for seed in SEEDS:
         ka, kb = f"{a}/seed{seed}", f"{b}/seed{seed}"
         if ka in res and kb in res:
             diffs[a, b, seed] = {f: paired(ka, kb, f) for f in ("test_elbo", "log_px")}
             (e, e_se), (l, l_se) = diffs[a, b, seed]["test_elbo"], diffs[a, b, seed]["log_px"]
-            print(f"{NAMES[a] + ' - ' + NAMES[b]:58s} {seed:4d} {e:8.2f} ± {e_se:4.2f} {l:8.2f} ± {l_se:4.2f}")
+            print(f"{a + ' - ' + b:28s} {seed:4d} {e:8.2f} ± {e_se:4.2f} {l:8.2f} ± {l_se:4.2f}")
 
 # %% tags=["remove-cell"]
 grad_std = [diffs["gradient", "standard", s] for s in SEEDS]
