@@ -49,7 +49,7 @@ HIDDEN = 200 if FULL_SCALE else 128
 EPOCHS = budget(300 if FULL_SCALE else 60)
 LR = 1e-3 if FULL_SCALE else 3e-3
 K_TRAIN = 5                                  # importance samples of the IWAE objective (Burda et al. use 5 and 50)
-K_EVAL = 5000 if FULL_SCALE else 1000        # importance samples for log p(x)
+K_EVAL = budget(5000 if FULL_SCALE else 1000, smoke_n=10)   # importance samples for log p(x)
 SNR_KS = (1, 8, 64)                          # K values of the signal-to-noise measurement
 SNR_EPOCHS = budget(10)                      # the mid-training VAE whose gradients are measured
 SNR_DRAWS = budget(1000 if FULL_SCALE else 500, smoke_n=4)   # independent gradient draws per K

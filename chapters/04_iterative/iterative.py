@@ -57,7 +57,8 @@ N_OPTIMUM = budget(300, smoke_n=2)                 # Adam steps on lambda for ea
 N_REFINE = budget(1000, smoke_n=2)                 # further Adam steps for the one digit of Figure 1
 N_SGD = budget(40, smoke_n=2)                      # gradient-ascent steps drawn in Figure 1
 N_OPT = budget(50, smoke_n=20)                     # steps of each optimizer in the comparison (>= 4T)
-N_PRECISE = 200                                    # samples of every low-noise ELBO estimate
+N_PRECISE = budget(200, smoke_n=10)                # samples of every low-noise ELBO estimate
+N_DIGIT = budget(2000, smoke_n=10)                 # samples of the ELBOs of Figure 1's one digit
 SEEDS = tuple(range(budget(3, smoke_n=1)))        # every ranking of methods is measured over these seeds
 EPOCHS_2D_IT, EPOCHS_FIXED = max(1, EPOCHS_2D // 3), max(1, EPOCHS // 2)   # iterative models for a fixed decoder
 TRANSFORM = data.transform                         # None, or the per-minibatch dynamic binarization
@@ -232,9 +233,9 @@ best_all = optimize_lambda(model2, x_test, zeros_all, zeros_all, optimizer="adam
 with torch.no_grad():
     mu_s, lv_s = vae2.encoder(x_test)
 all2 = iterative_inference(iter2, model2, x_test, n_iterations=T, n_samples=N_SAMPLES, generator=make_generator(7, device))
-opt2 = precise_elbo(model2, x_test, best_all.mu, best_all.logvar, n_samples=200, generator=precise())
-gap_std2 = opt2 - precise_elbo(model2, x_test, mu_s, lv_s, n_samples=200, generator=precise())
-gap_it2 = opt2 - precise_elbo(model2, x_test, all2.mu, all2.logvar, n_samples=200, generator=precise())
+opt2 = precise_elbo(model2, x_test, best_all.mu, best_all.logvar, n_samples=N_PRECISE, generator=precise())
+gap_std2 = opt2 - precise_elbo(model2, x_test, mu_s, lv_s, n_samples=N_PRECISE, generator=precise())
+gap_it2 = opt2 - precise_elbo(model2, x_test, all2.mu, all2.logvar, n_samples=N_PRECISE, generator=precise())
 print(f"2-D model, mean amortization gap on held-out digits: standard {float(gap_std2.mean()):.1f} nats, "
       f"iterative after T = {T}: {float(gap_it2.mean()):.1f} nats")
 
@@ -261,13 +262,13 @@ grid = torch.linspace(-3.5, 3.5, 61, device=device)
 g1, g2 = torch.meshgrid(grid, grid, indexing="xy")
 mu_grid = torch.stack([g1.flatten(), g2.flatten()], -1)
 with torch.no_grad():
-    eps = torch.randn(200, 1, 2, generator=make_generator(6, device), device=device)
+    eps = torch.randn(budget(200, smoke_n=10), 1, 2, generator=make_generator(6, device), device=device)
     surface = elbo_from_noise(model2, xk, mu_grid, best_logvar.expand_as(mu_grid), eps).reshape(61, 61)
 
-elbo_std = float(precise_elbo(model2, xk, mu_std, logvar_std, n_samples=2000, generator=precise()))
-elbo_iter = [float(precise_elbo(model2, xk, m, lv, n_samples=2000, generator=precise()))
+elbo_std = float(precise_elbo(model2, xk, mu_std, logvar_std, n_samples=N_DIGIT, generator=precise()))
+elbo_iter = [float(precise_elbo(model2, xk, m, lv, n_samples=N_DIGIT, generator=precise()))
              for m, lv in zip(res2.mu_path, res2.logvar_path)]
-elbo_best = float(precise_elbo(model2, xk, best_mu, best_logvar, n_samples=2000, generator=precise()))
+elbo_best = float(precise_elbo(model2, xk, best_mu, best_logvar, n_samples=N_DIGIT, generator=precise()))
 print(f"held-out digit {k}: optimum {elbo_best:.1f} nats, standard encoder {elbo_std:.1f}, "
       f"iterative after T = {T}: {elbo_iter[-1]:.1f}")
 
@@ -496,7 +497,7 @@ train_iterative(iter_fixed, model, x_train, epochs=EPOCHS_FIXED, n_iterations=T,
                 batch_size=BATCH, lr_encoder=LR, train_decoder=False, generator=make_generator(0, device),
                 transform=TRANSFORM)
 
-x_tune = x_seen[:200]
+x_tune = x_seen[:budget(200, smoke_n=20)]
 zeros_tune = torch.zeros(x_tune.shape[0], Z_DIM, device=device)
 step_sizes = {}
 for name in iai_core.OPTIMIZERS:
@@ -605,7 +606,7 @@ claim("every curve of the figure stays below the per-example optimum (a positive
 # {glue:text}`n_quiet` samples instead of {glue:text}`n_samples_train`.
 
 # %%
-N_QUIET = 100
+N_QUIET = budget(100, smoke_n=5)
 res_quiet = iterative_inference(iter_fixed, model, x_test, n_iterations=T_LONG, n_samples=N_QUIET,
                                 generator=make_generator(25, device))
 gate_mu = res_it.gate_mu_path.mean((1, 2)).cpu()              # (T_LONG,): the gate of the update t -> t + 1
