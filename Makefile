@@ -39,8 +39,12 @@ test: setup lint unit nbval
 lint: setup
 	$(VENV)/ruff check iai_core tests benchmarks scripts
 
+# Tests marked `serial` run afterwards in a process of their own: the grading limits test interrupts a
+# notebook's worker, and inside an xdist worker that worker's checks hung after the interrupt (3 of 3 clean-clone
+# runs this session; never in a process of its own).
 unit: setup
-	$(VENV)/python -m pytest tests -n $(JOBS) -q
+	$(VENV)/python -m pytest tests -n $(JOBS) -q -m "not serial"
+	$(VENV)/python -m pytest tests -q -p no:randomly -m serial
 
 # Re-executes every committed notebook at its committed seeds. --nbval-lax: only the cells tagged
 # `nbval-check-output` (closed forms, data sizes, exact checks: what neither the seed nor the CPU's

@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from iai_core import assign, grading_run
 from iai_core.checks import ch01
@@ -281,6 +282,7 @@ def test_forged_verdicts_and_attacks_earn_nothing_and_change_no_file(tmp_path):
     assert ("notebooks sandboxed with Landlock" in summary) == (landlock_abi() > 0)
 
 
+@pytest.mark.serial      # in a pytest process of its own (make unit): see the Makefile
 def test_limits_give_every_notebook_its_row_and_keep_points_earned_before(tmp_path, monkeypatch):
     monkeypatch.setattr(grading_run, "CELL_SHARE", CELL_SHARE)
     books = {
