@@ -39,12 +39,13 @@ test: setup lint unit nbval
 lint: setup
 	$(VENV)/ruff check iai_core tests benchmarks scripts
 
-# Tests marked `serial` run afterwards in a process of their own: the grading limits test interrupts a
-# notebook's worker, and inside an xdist worker that worker's checks hung after the interrupt (3 of 3 clean-clone
-# runs this session; never in a process of its own).
+# Tests marked `serial` run afterwards in a process of their own that collects only their module: the grading
+# limits test interrupts a notebook's worker, and inside an xdist worker (3 of 3 clean-clone runs), and once in a
+# process that had collected every test module, that worker's checks hung after the interrupt; run with its own
+# module only it passed every time. The cause is not found yet.
 unit: setup
 	$(VENV)/python -m pytest tests -n $(JOBS) -q -m "not serial"
-	$(VENV)/python -m pytest tests -q -p no:randomly -m serial
+	$(VENV)/python -m pytest tests/test_grading_hostile.py -q -p no:randomly -m serial
 
 # Re-executes every committed notebook at its committed seeds. --nbval-lax: only the cells tagged
 # `nbval-check-output` (closed forms, data sizes, exact checks: what neither the seed nor the CPU's
