@@ -282,7 +282,7 @@ def test_forged_verdicts_and_attacks_earn_nothing_and_change_no_file(tmp_path):
     assert ("notebooks sandboxed with Landlock" in summary) == (landlock_abi() > 0)
 
 
-@pytest.mark.serial      # in a pytest process of its own (make unit): see the Makefile
+@pytest.mark.serial      # not in make unit: it hangs there (see the Makefile); run it on its own
 def test_limits_give_every_notebook_its_row_and_keep_points_earned_before(tmp_path, monkeypatch):
     monkeypatch.setattr(grading_run, "CELL_SHARE", CELL_SHARE)
     books = {
